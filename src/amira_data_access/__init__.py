@@ -1,0 +1,35 @@
+"""amira-data-access: AMIRA's configuration store on plain PostgreSQL.
+
+Public surface (everything else is private and may change):
+"""
+
+from .codec import DATA_TYPES, DataType
+from .dal import ConfigDAL
+from .entries import ConfigEntry
+from .errors import (
+    ConfigurationAccessError,
+    DatabaseConnectionError,
+    InvalidConfigurationError,
+    MigrationError,
+    SchemaNotReadyError,
+)
+from .logging import configure_logging
+from .settings import DatabaseSettings
+
+# The facade and what it returns; the value types; the errors (all subclasses of
+# ConfigurationAccessError); setup helpers for applications.
+__all__ = [
+    "DATA_TYPES",
+    "ConfigDAL",
+    "ConfigEntry",
+    "ConfigurationAccessError",
+    "DataType",
+    "DatabaseConnectionError",
+    "DatabaseSettings",
+    "InvalidConfigurationError",
+    "MigrationError",
+    "SchemaNotReadyError",
+    "configure_logging",
+]
+
+__version__ = "0.1.0"

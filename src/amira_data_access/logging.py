@@ -1,0 +1,70 @@
+"""Structured logging: one event per operation, and an opt-in setup for applications.
+
+The library configures nothing globally. Until the application configures
+structlog (itself, or with :func:`configure_logging`), events go to the standard
+``logging`` logger ``amira_data_access``, where debug events cost a level check
+and warnings reach stderr through logging's last-resort handler. Once structlog
+is configured, events flow through the application's structlog processors.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+__all__ = ["LOGGER_NAME", "configure_logging", "get_logger"]
+
+LOGGER_NAME = "amira_data_access"
+
+_stdlib_logger = structlog.wrap_logger(
+    logging.getLogger(LOGGER_NAME),
+    wrapper_class=structlog.stdlib.BoundLogger,
+    processors=[
+        structlog.stdlib.filter_by_level,  # drop below-level events before any formatting
+        structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True),
+    ],
+)
+
+
+# A lazy proxy: it follows whatever structlog configuration is current when used.
+_structlog_logger = structlog.get_logger(LOGGER_NAME)
+
+
+def get_logger() -> Any:
+    """The logger library code emits to (structlog's if configured, else stdlib's)."""
+    return _structlog_logger if structlog.is_configured() else _stdlib_logger
+
+
+def configure_logging(
+    *, level: int | str = "INFO", json: bool | None = None, stream: TextIO | None = None
+) -> None:
+    """Configure structlog for an application: JSON lines in production, colours on a terminal.
+
+    ``json=None`` picks JSON unless ``stream`` (default stderr) is a terminal.
+    Events below ``level`` are dropped before any work is done on them.
+    """
+    out = stream if stream is not None else sys.stderr
+    numeric_level = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    if not isinstance(numeric_level, int):
+        raise ValueError(f"unknown log level {level!r}")
+    use_json = not out.isatty() if json is None else json
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=True,
+    )
