@@ -8,7 +8,8 @@ one log event per operation live here too, so the DALs only do (or await) I/O.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 
 from psycopg.types.json import Jsonb
@@ -51,9 +52,12 @@ def set_params(
 ) -> dict[str, Any]:
     """Validate a write and return the parameters of ``upsert_configuration``."""
     validate_key(key)
-    validate_actor(updated_by)
-    validate_description(description)
-    prepared = prepare_value(value, data_type)
+    try:
+        validate_actor(updated_by)
+        validate_description(description)
+        prepared = prepare_value(value, data_type)
+    except InvalidConfigurationError as exc:
+        raise InvalidConfigurationError(f"config.set {key!r}: {exc}") from None
     return {
         "key": key,
         "value": Jsonb(prepared.json_text, dumps=_as_is),
@@ -105,6 +109,21 @@ class Operation:
 
     def _elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
+
+    @contextmanager
+    def validating(self) -> Iterator[None]:
+        """Log refused input (outcome ``invalid``) raised inside the block, and re-raise it."""
+        try:
+            yield
+        except InvalidConfigurationError as exc:
+            get_logger().warning(
+                self.name,
+                key=self.key,
+                outcome="invalid",
+                error=str(exc),
+                duration_ms=self._elapsed_ms(),
+            )
+            raise
 
     def done(self, outcome: str = "ok", *, level: str = "debug", **fields: Any) -> None:
         """Log the successful end of the operation."""

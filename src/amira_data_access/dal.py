@@ -174,8 +174,9 @@ class ConfigDAL:
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` when the key does not exist."""
-        validate_key(key)
         operation = Operation("config.get", key)
+        with operation.validating():
+            validate_key(key)
         with self._connection(operation) as conn:
             row = self._queries.get_configuration_value(conn, key=key)
         operation.done("hit" if row is not None else "miss")
@@ -183,8 +184,9 @@ class ConfigDAL:
 
     def get_entry(self, key: str) -> ConfigEntry | None:
         """The whole stored entry of ``key`` (value, type, version, audit fields), or None."""
-        validate_key(key)
         operation = Operation("config.get_entry", key)
+        with operation.validating():
+            validate_key(key)
         with self._connection(operation) as conn:
             row = self._queries.get_configuration(conn, key=key)
         operation.done("hit" if row is not None else "miss")
@@ -196,8 +198,9 @@ class ConfigDAL:
         For the next page pass the last key you got as ``after`` (keyset pagination:
         stable while keys are added or removed, and cheap however deep you go).
         """
-        params = list_params(prefix, after, limit)
         operation = Operation("config.list", prefix)
+        with operation.validating():
+            params = list_params(prefix, after, limit)
         with self._connection(operation) as conn:
             entries = [
                 entry_from_row(row) for row in self._queries.list_configurations(conn, **params)
@@ -222,10 +225,11 @@ class ConfigDAL:
         new key and kept from the stored entry when omitted on an update; the value
         must match it. ``description`` is kept when omitted.
         """
-        params = set_params(
-            key, value, data_type=data_type, description=description, updated_by=updated_by
-        )
         operation = Operation("config.set", key)
+        with operation.validating():
+            params = set_params(
+                key, value, data_type=data_type, description=description, updated_by=updated_by
+            )
         with self._connection(operation) as conn:
             row = self._queries.upsert_configuration(conn, **params)
         if row is None:  # RETURNING always yields the row; guard against a changed query
@@ -238,8 +242,9 @@ class ConfigDAL:
 
     def delete(self, key: str, *, deleted_by: str) -> bool:
         """Delete ``key``; True if it existed. ``deleted_by`` names who did it (audit)."""
-        params = delete_params(key, deleted_by=deleted_by)
         operation = Operation("config.delete", key)
+        with operation.validating():
+            params = delete_params(key, deleted_by=deleted_by)
         with self._connection(operation) as conn:
             deleted = self._queries.delete_configuration(conn, **params) > 0
         operation.done("deleted" if deleted else "absent", level="info", deleted_by=deleted_by)

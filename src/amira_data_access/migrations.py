@@ -141,7 +141,10 @@ def status(conninfo: str, *, directory: Path | None = None) -> MigrationStatus:
     """Compare the database's history with the files; reads only, takes no lock."""
     migrations = discover(directory)
     with _connect(conninfo) as conn:
-        applied = _read_history(conn) if _queries().migration_history_exists(conn) else []
+        try:
+            applied = _read_history(conn) if _queries().migration_history_exists(conn) else []
+        except psycopg.Error as exc:
+            raise MigrationError(str(translate(exc, operation="migration status"))) from exc
     return _compare(migrations, applied)
 
 
@@ -162,16 +165,20 @@ def migrate(
     migrations = discover(directory)
     actor = applied_by or _default_actor()
     log = get_logger()
-    with _connect(conninfo) as conn, _migration_lock(conn, lock_timeout):
-        _queries().create_migration_history(conn)
-        state = _compare(migrations, _read_history(conn))
-        _refuse_inconsistent(state)
-        applied: list[Migration] = []
-        for migration in state.pending:
-            _apply(conn, migration, actor)
-            applied.append(migration)
-        log.info("migrations.done", applied=[m.filename for m in applied], applied_by=actor)
-        return applied
+    with _connect(conninfo) as conn:
+        try:
+            with _migration_lock(conn, lock_timeout):
+                _queries().create_migration_history(conn)
+                state = _compare(migrations, _read_history(conn))
+                _refuse_inconsistent(state)
+                applied: list[Migration] = []
+                for migration in state.pending:
+                    _apply(conn, migration, actor)
+                    applied.append(migration)
+        except psycopg.Error as exc:  # the runner's own queries (lock, history table)
+            raise MigrationError(str(translate(exc, operation="migrate"))) from exc
+    log.info("migrations.done", applied=[m.filename for m in applied], applied_by=actor)
+    return applied
 
 
 def _apply(conn: psycopg.Connection[Any], migration: Migration, actor: str) -> None:

@@ -1,0 +1,37 @@
+# amira-data-access tasks. Needs Python >= 3.11 and `just` (pip install rust-just).
+# Every recipe sets up ./.venv first (once, and again when pyproject.toml changes).
+
+venv := ".venv"
+py := venv / "bin/python"
+
+# list the recipes
+default:
+    @just --list
+
+# create .venv and install the project with its dev tools when needed
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ ! -x {{py}} ]; then python3 -m venv {{venv}}; fi
+    if [ ! -f {{venv}}/.installed ] || [ pyproject.toml -nt {{venv}}/.installed ]; then
+        {{py}} -m pip install --quiet --upgrade pip
+        {{py}} -m pip install --quiet -e ".[dev]"
+        touch {{venv}}/.installed
+    fi
+
+# guided tour on a throwaway PostgreSQL (or AMIRA_CONFIG_DSN when set)
+demo: setup
+    {{py}} -m amira_data_access.demo
+
+# all tests: unit, integration (real PostgreSQL, started here) and contract
+test *args: setup
+    {{py}} -m pytest {{args}}
+
+# ruff, formatting and mypy --strict
+lint: setup
+    {{venv}}/bin/ruff check src tests
+    {{venv}}/bin/ruff format --check src tests
+    {{venv}}/bin/mypy --strict src
+
+# what CI runs
+ci: lint test
