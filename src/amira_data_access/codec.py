@@ -152,9 +152,20 @@ def prepare_value(value: object, data_type: str | None = None) -> PreparedValue:
     """
     resolved = _resolve_data_type(value, data_type)
     if resolved == "float" and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        value = _int_as_float(value)
     _check_matches(value, resolved)
     return PreparedValue(value, resolved, encode_json(value))
+
+
+def _int_as_float(value: int) -> float:
+    # Only ints a float holds exactly: 2**53 + 1 would silently come back different.
+    try:
+        converted = float(value)
+    except OverflowError:
+        raise InvalidConfigurationError("int is too large for a float (beyond 1.8e308)") from None
+    if converted != value:
+        raise InvalidConfigurationError(f"int {value} cannot be stored exactly as a float")
+    return converted
 
 
 def _resolve_data_type(value: object, data_type: str | None) -> DataType:
@@ -191,10 +202,13 @@ def encode_json(value: object) -> str:
 
     Raises :class:`InvalidConfigurationError` for anything else.
     """
-    if not _check_json(value, "value"):
-        # Fast path: no float needs special formatting.
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return _dump(value)
+    try:
+        if not _check_json(value, "value"):
+            # Fast path: no float needs special formatting.
+            return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return _dump(value)
+    except RecursionError:
+        raise InvalidConfigurationError("value is nested too deeply or contains itself") from None
 
 
 def _check_json(value: object, path: str) -> bool:

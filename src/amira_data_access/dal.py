@@ -20,7 +20,7 @@ from .codec import validate_key
 from .entries import ConfigEntry, entry_from_row
 from .errors import ConfigurationAccessError, DatabaseConnectionError
 from .queries import config_queries
-from .settings import DatabaseSettings, parse_dsn
+from .settings import conninfo_from_env, parse_dsn
 
 __all__ = ["ConfigDAL"]
 
@@ -115,7 +115,7 @@ class ConfigDAL:
     @classmethod
     def from_env(cls, **options: Any) -> Self:
         """A DAL for the database named by the environment (``AMIRA_CONFIG_DSN`` or ``DB_*``)."""
-        return cls(DatabaseSettings().conninfo(), **options)
+        return cls(conninfo_from_env(), **options)
 
     @property
     def target(self) -> str:

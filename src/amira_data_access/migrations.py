@@ -127,12 +127,13 @@ def discover(directory: Path | None = None) -> list[Migration]:
                 f"{migrations[version].filename} and {path.name}"
             )
         content = path.read_bytes()
+        digest = checksum(content)  # first: it refuses a file that is not UTF-8
         migrations[version] = Migration(
             version=version,
             name=match.group(2),
             path=path,
             sql=content.decode("utf-8-sig"),
-            checksum=checksum(content),
+            checksum=digest,
         )
     return [migrations[version] for version in sorted(migrations)]
 

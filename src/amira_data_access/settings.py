@@ -8,21 +8,18 @@ connection string or URI), else the ``DB_HOST``/``DB_PORT``/``DB_NAME``/
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import DatabaseConnectionError
 
-__all__ = ["DatabaseSettings", "ParsedDsn", "describe_dsn", "parse_dsn"]
-
-_QUOTED = re.compile(r'"[^"]*"')
+__all__ = ["DatabaseSettings", "ParsedDsn", "conninfo_from_env", "describe_dsn", "parse_dsn"]
 
 
 class DatabaseSettings(BaseSettings):
@@ -52,6 +49,19 @@ class DatabaseSettings(BaseSettings):
         )
 
 
+def conninfo_from_env() -> str:
+    """The connection string the environment names; DatabaseConnectionError if none or bad."""
+    try:
+        settings = DatabaseSettings()
+    except ValidationError as exc:
+        # Name the variables only: pydantic's message would echo their values.
+        names = sorted({str(error["loc"][0]) for error in exc.errors() if error["loc"]})
+        raise DatabaseConnectionError(
+            f"invalid database settings in the environment: {', '.join(names)}"
+        ) from None
+    return settings.conninfo()
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedDsn:
     """A checked connection string, what may be shown of it, and what must never be."""
@@ -63,13 +73,20 @@ class ParsedDsn:
 
 def parse_dsn(dsn: str) -> ParsedDsn:
     """Check a connection string without connecting; raise a clear, secret-free error if bad."""
+    reason: str | None = None
     try:
         parts = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
         # libpq quotes fragments of the string in its message, and a fragment may be
-        # the password: drop every quoted part and do not chain the original.
-        reason = _QUOTED.sub('"…"', str(exc).strip().splitlines()[0] if str(exc) else "")
-        raise DatabaseConnectionError(f"invalid connection string: {reason}") from None
+        # the password (which may itself contain quotes): blank out everything from
+        # the first quote to the last.
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        start, end = first_line.find('"'), first_line.rfind('"')
+        reason = first_line if start < 0 else first_line[:start] + "…" + first_line[end + 1 :]
+    if reason is not None:
+        # Raised outside the except block so the original (with its fragments of
+        # the string) is not even kept as __context__.
+        raise DatabaseConnectionError(f"invalid connection string: {reason}")
     password = parts.get("password")
     secrets: tuple[str, ...] = ()
     if password:

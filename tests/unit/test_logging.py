@@ -86,11 +86,11 @@ def test_operation_failed_connection_error() -> None:
 def test_operation_failed_type_mismatch_constraint() -> None:
     """A violation of the value/type CHECK constraint becomes a clear InvalidConfigurationError."""
 
-    class CheckViolation(Exception):
+    class CheckViolationError(Exception):
         diag = SimpleNamespace(constraint_name="configurations_value_matches_type")
 
     with capture_logs() as events:
-        error = Operation("config.set", "k").failed(CheckViolation("check violated"))
+        error = Operation("config.set", "k").failed(CheckViolationError("check violated"))
     assert type(error) is InvalidConfigurationError
     assert "data_type" in str(error)
     assert events[0]["error_type"] == "InvalidConfigurationError"

@@ -1,0 +1,178 @@
+"""Unit tests for the parameter builders and row conversion shared by the DALs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from psycopg.types.json import Jsonb
+
+from amira_data_access._operations import (
+    MAX_LIST_LIMIT,
+    delete_params,
+    list_params,
+    set_params,
+    value_from_row,
+)
+from amira_data_access.entries import ConfigEntry, entry_from_row
+from amira_data_access.errors import InvalidConfigurationError
+
+
+def bound_json(params: dict[str, Any]) -> str:
+    """The JSON text a Jsonb parameter will send to the server."""
+    value = params["value"]
+    assert isinstance(value, Jsonb)
+    assert value.dumps is not None
+    text = value.dumps(value.obj)
+    assert isinstance(text, str)
+    return text
+
+
+def test_set_params_without_data_type() -> None:
+    """Without data_type the parameter is None and the inferred type is given separately."""
+    params = set_params("app.retries", 3, data_type=None, description=None, updated_by="alice")
+    assert bound_json(params) == "3"
+    assert {name: value for name, value in params.items() if name != "value"} == {
+        "key": "app.retries",
+        "data_type": None,
+        "inferred_type": "int",
+        "description": None,
+        "updated_by": "alice",
+    }
+
+
+def test_set_params_with_data_type() -> None:
+    """An explicit data_type is passed on, and an int for a float is sent as a float."""
+    params = set_params("app.ratio", 3, data_type="float", description="A ratio.", updated_by="bot")
+    assert params["data_type"] == "float"
+    assert params["inferred_type"] == "float"
+    assert params["description"] == "A ratio."
+    assert bound_json(params) == "3.0"
+
+
+def test_set_params_sends_json_text_unchanged() -> None:
+    """The JSON text from the codec is bound as is, not encoded a second time."""
+    params = set_params(
+        "app.doc", {"big": 1e300, "s": "é"}, data_type=None, description=None, updated_by="a"
+    )
+    assert params["inferred_type"] == "json"
+    assert bound_json(params) == '{"big":1' + "0" * 300 + '.0,"s":"é"}'
+
+
+def test_set_params_bool_is_not_int() -> None:
+    """True is inferred as bool and refused for an int setting."""
+    params = set_params("flag", True, data_type=None, description=None, updated_by="a")
+    assert params["inferred_type"] == "bool"
+    with pytest.raises(InvalidConfigurationError):
+        set_params("flag", True, data_type="int", description=None, updated_by="a")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "data_type", "description", "updated_by"),
+    [
+        ("", 1, None, None, "alice"),
+        ("a b", 1, None, None, "alice"),
+        (42, 1, None, None, "alice"),
+        ("k", 1, None, None, ""),
+        ("k", 1, None, None, "  "),
+        ("k", 1, None, None, None),
+        ("k", 1, None, 5, "alice"),
+        ("k", 1, None, "bad\x00", "alice"),
+        ("k", "1", "int", None, "alice"),
+        ("k", 1, "integer", None, "alice"),
+        ("k", float("nan"), None, None, "alice"),
+        ("k", {1: 2}, None, None, "alice"),
+    ],
+)
+def test_set_params_refuses_invalid_input(
+    key: Any, value: object, data_type: Any, description: Any, updated_by: Any
+) -> None:
+    """Bad key, actor, description, value or data type is refused before any I/O."""
+    with pytest.raises(InvalidConfigurationError):
+        set_params(key, value, data_type=data_type, description=description, updated_by=updated_by)
+
+
+def test_delete_params() -> None:
+    """A valid delete gives just the key."""
+    assert delete_params("app.retries", deleted_by="alice") == {"key": "app.retries"}
+
+
+@pytest.mark.parametrize(("key", "actor"), [("", "alice"), ("a\nb", "alice"), (None, "alice")])
+def test_delete_params_refuses_bad_key(key: Any, actor: str) -> None:
+    """An invalid key is refused."""
+    with pytest.raises(InvalidConfigurationError, match="key"):
+        delete_params(key, deleted_by=actor)
+
+
+@pytest.mark.parametrize("actor", ["", "   ", None, "x" * 256])
+def test_delete_params_refuses_bad_actor(actor: Any) -> None:
+    """An invalid deleted_by is refused, naming the deleted_by field."""
+    with pytest.raises(InvalidConfigurationError, match="deleted_by"):
+        delete_params("k", deleted_by=actor)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "after", "limit"),
+    [("", None, 1), ("app.", "app.a", 100), ("a b", None, MAX_LIST_LIMIT)],
+)
+def test_list_params_valid(prefix: str, after: str | None, limit: int) -> None:
+    """Valid listing arguments are returned as the query parameters."""
+    assert list_params(prefix, after, limit) == {"prefix": prefix, "after": after, "limit": limit}
+
+
+def test_max_list_limit_is_1000() -> None:
+    """The listing page size is capped at 1000."""
+    assert MAX_LIST_LIMIT == 1000
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1001, True, False, "5", 5.0, None])
+def test_list_params_refuses_bad_limit(limit: Any) -> None:
+    """A limit that is not an int from 1 to 1000 (bools included) is refused."""
+    with pytest.raises(InvalidConfigurationError, match="limit"):
+        list_params("", None, limit)
+
+
+@pytest.mark.parametrize("prefix", [None, 5, "x" * 256, "a\x00"])
+def test_list_params_refuses_bad_prefix(prefix: Any) -> None:
+    """An invalid prefix is refused."""
+    with pytest.raises(InvalidConfigurationError, match="prefix"):
+        list_params(prefix, None, 10)
+
+
+@pytest.mark.parametrize("after", ["", "a b", 5])
+def test_list_params_refuses_bad_after(after: Any) -> None:
+    """An `after` cursor that is not a valid key is refused."""
+    with pytest.raises(InvalidConfigurationError, match="key"):
+        list_params("", after, 10)
+
+
+def test_value_from_row() -> None:
+    """No row gives the default; a row is decoded according to its data type."""
+    sentinel = object()
+    assert value_from_row(None, sentinel) is sentinel
+    assert value_from_row(("x", "str"), sentinel) == "x"
+    result = value_from_row((3, "float"), None)
+    assert type(result) is float
+    assert result == 3.0
+    assert value_from_row(([1, {"a": None}], "json"), None) == [1, {"a": None}]
+
+
+def test_entry_from_row() -> None:
+    """A database row becomes a frozen ConfigEntry with its value decoded."""
+    created = datetime(2024, 1, 1, tzinfo=UTC)
+    updated = datetime(2024, 1, 2, tzinfo=UTC)
+    entry = entry_from_row(("app.ratio", 2, "float", "A ratio.", 3, created, updated, "alice"))
+    assert entry == ConfigEntry(
+        key="app.ratio",
+        value=2.0,
+        data_type="float",
+        description="A ratio.",
+        version=3,
+        created_at=created,
+        updated_at=updated,
+        updated_by="alice",
+    )
+    assert type(entry.value) is float
+    with pytest.raises(AttributeError):
+        entry.version = 4  # type: ignore[misc]
