@@ -51,3 +51,48 @@ SELECT pid
    AND objid = (:lock_key::bigint & 4294967295)::oid
    AND objsubid = 1
  LIMIT 1;
+
+-- name: set_migration_history_success(version, execution_ms)!
+-- Mark a no-transaction migration as done, once its statement has succeeded.
+UPDATE amira_config.schema_migrations
+   SET success = true, execution_ms = :execution_ms, applied_at = now()
+ WHERE version = :version
+   AND NOT success;
+
+-- name: delete_failed_migration(version)!
+-- Forget a failed migration (repair), so that its file is applied again; never a successful one.
+DELETE FROM amira_config.schema_migrations
+ WHERE version = :version
+   AND NOT success;
+
+-- name: count_migration_history()$
+-- How many rows the history holds (baseline only writes into an empty one).
+SELECT count(*) FROM amira_config.schema_migrations;
+
+-- name: list_invalid_indexes()
+-- Indexes left INVALID (a failed or interrupted CREATE INDEX CONCURRENTLY), schema-qualified.
+SELECT quote_ident(ns.nspname) || '.' || quote_ident(ix.relname) AS index_name
+  FROM pg_index AS i
+  JOIN pg_class AS ix ON ix.oid = i.indexrelid
+  JOIN pg_namespace AS ns ON ns.oid = ix.relnamespace
+ WHERE NOT i.indisvalid
+ ORDER BY 1;
+
+-- name: set_local_migration_timeouts(lock_timeout, statement_timeout)$
+-- SET LOCAL lock_timeout and statement_timeout for the current migration transaction;
+-- NULL keeps the server's setting.
+SELECT set_config('lock_timeout', coalesce(:lock_timeout, current_setting('lock_timeout')), true),
+       set_config('statement_timeout',
+                  coalesce(:statement_timeout, current_setting('statement_timeout')), true);
+
+-- name: set_session_statement_timeout(statement_timeout)$
+-- statement_timeout for this session (a no-transaction migration runs outside any transaction).
+SELECT set_config('statement_timeout', :statement_timeout, false);
+
+-- name: reset_session_statement_timeout#
+-- Back to the server's statement_timeout once the no-transaction migration is done.
+RESET statement_timeout;
+
+-- name: drop_config_schema#
+-- reset(): drop the schema and everything in it, history included. Tests only.
+DROP SCHEMA IF EXISTS amira_config CASCADE;

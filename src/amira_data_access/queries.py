@@ -78,6 +78,32 @@ class MigrationQueries(Protocol):
         self, conn: psycopg.Connection[Any], *, lock_key: int
     ) -> int | None: ...
 
+    def set_migration_history_success(
+        self, conn: psycopg.Connection[Any], *, version: int, execution_ms: int
+    ) -> int: ...
+
+    def delete_failed_migration(self, conn: psycopg.Connection[Any], *, version: int) -> int: ...
+
+    def count_migration_history(self, conn: psycopg.Connection[Any]) -> int: ...
+
+    def list_invalid_indexes(self, conn: psycopg.Connection[Any]) -> Iterable[Row]: ...
+
+    def set_local_migration_timeouts(
+        self,
+        conn: psycopg.Connection[Any],
+        *,
+        lock_timeout: str | None,
+        statement_timeout: str | None,
+    ) -> str: ...
+
+    def set_session_statement_timeout(
+        self, conn: psycopg.Connection[Any], *, statement_timeout: str
+    ) -> str: ...
+
+    def reset_session_statement_timeout(self, conn: psycopg.Connection[Any]) -> str: ...
+
+    def drop_config_schema(self, conn: psycopg.Connection[Any]) -> str: ...
+
 
 @cache
 def _load() -> Any:

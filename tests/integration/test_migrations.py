@@ -156,7 +156,7 @@ def test_lock_is_released_after_a_failure(empty_dsn: str, tmp_path: Path) -> Non
     with pytest.raises(MigrationError):
         migrate(empty_dsn, directory=tmp_path)
     path.write_text("SELECT 1;")
-    assert len(migrate(empty_dsn, directory=tmp_path, lock_timeout=2)) == 1
+    assert len(migrate(empty_dsn, directory=tmp_path, wait_for_other_runs=2)) == 1
 
 
 def test_lock_timeout_names_the_holder(empty_dsn: str, tmp_path: Path) -> None:
@@ -168,4 +168,4 @@ def test_lock_timeout_names_the_holder(empty_dsn: str, tmp_path: Path) -> None:
         holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         pid = holder.info.backend_pid
         with pytest.raises(MigrationError, match=f"pid {pid}"):
-            migrate(empty_dsn, directory=tmp_path, lock_timeout=1)
+            migrate(empty_dsn, directory=tmp_path, wait_for_other_runs=1)
