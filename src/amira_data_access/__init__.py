@@ -3,10 +3,12 @@
 Public surface (everything else is private and may change):
 """
 
+from ._retry import RetryPolicy
 from .codec import DATA_TYPES, DataType
-from .dal import ConfigDAL
-from .entries import ConfigEntry
+from .dal import ConfigDAL, ConfigTransaction
+from .entries import ConfigEntry, ConfigItem, ConfigRevision
 from .errors import (
+    ConcurrentModificationError,
     ConfigurationAccessError,
     DatabaseConnectionError,
     InvalidConfigurationError,
@@ -20,14 +22,19 @@ from .settings import DatabaseSettings
 # ConfigurationAccessError); setup helpers for applications.
 __all__ = [
     "DATA_TYPES",
+    "ConcurrentModificationError",
     "ConfigDAL",
     "ConfigEntry",
+    "ConfigItem",
+    "ConfigRevision",
+    "ConfigTransaction",
     "ConfigurationAccessError",
     "DataType",
     "DatabaseConnectionError",
     "DatabaseSettings",
     "InvalidConfigurationError",
     "MigrationError",
+    "RetryPolicy",
     "SchemaNotReadyError",
     "configure_logging",
 ]

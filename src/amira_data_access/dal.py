@@ -1,4 +1,11 @@
-"""ConfigDAL: the facade services use to read and change their configuration."""
+"""ConfigDAL: the facade services use to read and change their configuration.
+
+Every operation is described once, without I/O, in :mod:`._calls`; this module
+only runs those descriptions on a connection: from the pool with the retry
+policy (:class:`ConfigDAL`), or on one connection inside a transaction
+(:class:`ConfigTransaction`, from :meth:`ConfigDAL.transaction` or
+:meth:`ConfigDAL.bind`).
+"""
 
 from __future__ import annotations
 
@@ -6,27 +13,36 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import psycopg
+from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
+from . import _calls as calls
 from . import migrations
-from ._operations import Operation, delete_params, list_params, set_params, value_from_row
-from .codec import validate_key
-from .entries import ConfigEntry, entry_from_row
+from ._calls import Call, RetryStatement
+from ._operations import Operation
+from ._retry import RetryPolicy
+from .entries import ConfigEntry, ConfigItem, ConfigRevision
 from .errors import ConfigurationAccessError, DatabaseConnectionError
+from .logging import get_logger
 from .queries import config_queries
 from .settings import conninfo_from_env, parse_dsn
 
-__all__ = ["ConfigDAL"]
+__all__ = ["ConfigDAL", "ConfigTransaction"]
 
 APPLICATION_NAME = "amira-data-access"
-# ``list`` is also a method name inside the class: spell the types out here.
+_MAX_STATEMENT_REPEATS = 3  # RetryStatement: a concurrent insert not yet visible
+T = TypeVar("T")
+
+# ``list`` is also a method name inside the classes: spell the types out here.
 _EntryList = list[ConfigEntry]
+_RevisionList = list[ConfigRevision]
 _MigrationList = list[migrations.Migration]
 
 
@@ -56,15 +72,208 @@ class _IdleConnectionCheck:
             ConnectionPool.check_connection(conn)
 
 
-class ConfigDAL:
+class _ConfigOperations:
+    """The read and write methods, shared by the DAL and its transactions.
+
+    Subclasses say how a :class:`Call` runs (``_run``); everything else is here.
+    """
+
+    _queries: Any
+    _secrets: tuple[str, ...]
+
+    def _run(self, call: Call[T]) -> T:
+        raise NotImplementedError
+
+    def _send(self, conn: psycopg.Connection[Any], call: Call[Any]) -> Any:
+        """Run the call's query on ``conn`` and return its raw result."""
+        result = getattr(self._queries, call.query or "")(conn, **call.params)
+        return list(result) if call.rows else result
+
+    # -- reads ---------------------------------------------------------------------
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` when the key does not exist."""
+        return self._run(calls.get(key, default))
+
+    def get_entry(self, key: str) -> ConfigEntry | None:
+        """The whole stored entry of ``key`` (value, type, version, audit fields), or None."""
+        return self._run(calls.get_entry(key))
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The values of ``keys`` in one round trip; absent keys are left out."""
+        return self._run(calls.get_many(keys))
+
+    def list(self, prefix: str = "", *, after: str | None = None, limit: int = 100) -> _EntryList:
+        """Entries whose key starts with ``prefix``, in key order, at most ``limit`` (1-1000).
+
+        For the next page pass the last key you got as ``after`` (keyset pagination:
+        stable while keys are added or removed, and cheap however deep you go).
+        """
+        return self._run(calls.list_entries(prefix, after, limit))
+
+    def history(
+        self, key: str, *, limit: int = 100, before_version: int | None = None
+    ) -> _RevisionList:
+        """Changes of ``key``, newest first (deletions included); page with ``before_version``."""
+        return self._run(calls.history(key, limit, before_version))
+
+    def get_at(self, key: str, when: datetime) -> Any:
+        """The value ``key`` had at instant ``when`` (timezone-aware), None if absent then."""
+        return self._run(calls.get_at(key, when))
+
+    def snapshot_at(self, when: datetime, prefix: str = "") -> dict[str, Any]:
+        """Every key starting with ``prefix`` as it was at instant ``when``: key -> value."""
+        return self._run(calls.snapshot_at(when, prefix))
+
+    # -- writes --------------------------------------------------------------------
+
+    def set(
+        self,
+        key: str,
+        value: Any,
+        *,
+        data_type: str | None = None,
+        description: str | None = None,
+        updated_by: str,
+        reason: str | None = None,
+        expected_version: int | None = None,
+    ) -> ConfigEntry:
+        """Create or replace ``key``; return the stored entry (``version`` 1, then +1 per change).
+
+        ``data_type`` (str, int, float, bool, json) is inferred from the value for a
+        new key and kept from the stored entry when omitted on an update; the value
+        must match it. ``description`` is kept when omitted. ``reason`` goes into the
+        history. With ``expected_version`` the write happens only if the stored
+        version is that one (0: only if the key does not exist yet), else
+        :class:`~amira_data_access.errors.ConcurrentModificationError`.
+        """
+        return self._run(
+            calls.set_value(
+                key,
+                value,
+                data_type=data_type,
+                description=description,
+                updated_by=updated_by,
+                reason=reason,
+                expected_version=expected_version,
+            )
+        )
+
+    def set_default(
+        self,
+        key: str,
+        value: Any,
+        *,
+        data_type: str | None = None,
+        description: str | None = None,
+        updated_by: str,
+    ) -> ConfigEntry:
+        """Create ``key`` only if it does not exist; return the stored entry either way.
+
+        Race-free: concurrent callers never overwrite each other or fail.
+        """
+        return self._run(
+            calls.set_default(
+                key, value, data_type=data_type, description=description, updated_by=updated_by
+            )
+        )
+
+    def set_many(
+        self,
+        items: Mapping[str, Any] | Iterable[ConfigItem],
+        *,
+        updated_by: str,
+        reason: str | None = None,
+    ) -> _EntryList:
+        """Write many keys at once: all or nothing, one history revision; entries in key order.
+
+        ``items`` maps keys to values (types inferred or kept), or is a sequence of
+        :class:`~amira_data_access.entries.ConfigItem` to give types and descriptions.
+        """
+        return self._run(calls.set_many(items, updated_by=updated_by, reason=reason))
+
+    def delete(
+        self,
+        key: str,
+        *,
+        deleted_by: str,
+        reason: str | None = None,
+        expected_version: int | None = None,
+    ) -> bool:
+        """Delete ``key``; True if it existed. Its history stays (a ``delete`` revision).
+
+        With ``expected_version`` the key is deleted only at that version, else
+        :class:`~amira_data_access.errors.ConcurrentModificationError`.
+        """
+        return self._run(
+            calls.delete(
+                key, deleted_by=deleted_by, reason=reason, expected_version=expected_version
+            )
+        )
+
+    def rollback(
+        self, key: str, *, to_version: int, updated_by: str, reason: str | None = None
+    ) -> ConfigEntry:
+        """Write a new version of ``key`` with the value, type and description of ``to_version``."""
+        return self._run(
+            calls.rollback(key, to_version=to_version, updated_by=updated_by, reason=reason)
+        )
+
+
+class ConfigTransaction(_ConfigOperations):
+    """The DAL's methods on one connection, inside a transaction someone else owns.
+
+    From :meth:`ConfigDAL.transaction` (committed when the block ends, rolled back
+    on an exception) or :meth:`ConfigDAL.bind` (your connection, your transaction).
+    Nothing is retried here: a failed statement fails the transaction.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], queries: Any, secrets: tuple[str, ...]):
+        self.connection = conn
+        self._queries = queries
+        self._secrets = secrets
+
+    def _run(self, call: Call[T]) -> T:
+        for _ in range(_MAX_STATEMENT_REPEATS):
+            if call.query is None:
+                return call.finish(None)
+            try:
+                result = self._send(self.connection, call)
+            except psycopg.Error as exc:
+                raise call.operation.failed(exc, self._secrets) from exc
+            try:
+                return call.finish(result)
+            except RetryStatement:
+                continue
+        raise call.operation.failed(_gave_up(call))
+
+    def _send(self, conn: psycopg.Connection[Any], call: Call[Any]) -> Any:
+        # The caller's connection may use another row factory; our rows are tuples.
+        factory = conn.row_factory
+        if factory is tuple_row:
+            return super()._send(conn, call)
+        conn.row_factory = tuple_row
+        try:
+            return super()._send(conn, call)
+        finally:
+            conn.row_factory = factory
+
+
+def _gave_up(call: Call[Any]) -> ConfigurationAccessError:
+    return ConfigurationAccessError(
+        f"{call.operation.name} {call.operation.key!r}: the row changed under every attempt"
+    )
+
+
+class ConfigDAL(_ConfigOperations):
     """Typed, audited access to ``amira_config.configurations`` over a connection pool.
 
     The pool opens on first use (or :meth:`open`) and is closed by :meth:`close`
     or by leaving a ``with`` block. A pooled connection idle for
     ``check_after_idle`` seconds or more is pinged before reuse and replaced if
-    the server dropped it. Statements run in autocommit: each call is one
-    statement, so a transaction around it would only add two round trips. All
-    methods are safe to call from several threads.
+    the server dropped it. Each call is one statement run in autocommit: a
+    transaction around it would only add round trips. Transient failures are
+    retried per ``retry`` (see :mod:`amira_data_access._retry`). Thread-safe.
 
     Every failure is a :class:`~amira_data_access.errors.ConfigurationAccessError`;
     bad input raises :class:`~amira_data_access.errors.InvalidConfigurationError`
@@ -79,6 +288,7 @@ class ConfigDAL:
         max_size: int = 10,
         connect_timeout: float = 5.0,
         check_after_idle: float = 1.0,
+        retry: RetryPolicy | None = None,
         application_name: str = APPLICATION_NAME,
     ) -> None:
         if not 0 <= min_size <= max_size or max_size < 1:
@@ -89,7 +299,11 @@ class ConfigDAL:
             raise ValueError("connect_timeout must be positive")
         if check_after_idle < 0:
             raise ValueError("check_after_idle must be >= 0 (0 pings at every checkout)")
-        self._dsn = parse_dsn(dsn)
+        parsed = parse_dsn(dsn)
+        self._conninfo = parsed.conninfo
+        self._description = parsed.description
+        self._secrets = parsed.secrets
+        self._retry = retry or RetryPolicy()
         self._connect_timeout = connect_timeout
         self._connect_kwargs: dict[str, Any] = {
             "autocommit": True,
@@ -98,7 +312,7 @@ class ConfigDAL:
             "application_name": application_name,
         }
         self._pool = ConnectionPool(
-            self._dsn.conninfo,
+            self._conninfo,
             min_size=min_size,
             max_size=max_size,
             kwargs=self._connect_kwargs,
@@ -120,7 +334,7 @@ class ConfigDAL:
     @property
     def target(self) -> str:
         """Which server and database this DAL uses, without the password (for logs and CLIs)."""
-        return self._dsn.description
+        return self._description
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -135,10 +349,10 @@ class ConfigDAL:
             # One direct connection first: the pool only reports "timed out", while
             # this says why (refused, wrong password, unknown database) at once.
             try:
-                psycopg.connect(self._dsn.conninfo, **self._connect_kwargs).close()
+                psycopg.connect(self._conninfo, **self._connect_kwargs).close()
                 self._pool.open(wait=True, timeout=self._connect_timeout)
             except psycopg.Error as exc:
-                raise operation.failed(exc, self._dsn.secrets) from exc
+                raise operation.failed(exc, self._secrets) from exc
             self._opened = True
             operation.done(target=self.target, level="info")
 
@@ -160,102 +374,81 @@ class ConfigDAL:
     ) -> None:
         self.close()
 
-    @contextmanager
-    def _connection(self, operation: Operation) -> Iterator[psycopg.Connection[Any]]:
+    # -- running calls ---------------------------------------------------------------
+
+    def _run(self, call: Call[T]) -> T:
+        if call.query is None:
+            return call.finish(None)
         if not self._opened:
             self.open()
+        policy = self._retry
+        attempt = 1
+        while True:
+            try:
+                with self._pool.connection() as conn:
+                    result = self._send(conn, call)
+            except psycopg.Error as exc:
+                if not policy.should_retry(exc, attempt=attempt, idempotent=call.idempotent):
+                    raise call.operation.failed(exc, self._secrets) from exc
+                _log_retry(call, exc, attempt)
+                time.sleep(policy.delay(attempt))
+            else:
+                try:
+                    return call.finish(result)
+                except RetryStatement:
+                    if attempt >= _MAX_STATEMENT_REPEATS:
+                        raise call.operation.failed(_gave_up(call)) from None
+            attempt += 1
+
+    # -- transactions ----------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[ConfigTransaction]:
+        """Run several operations in one database transaction::
+
+            with dal.transaction() as tx:
+                tx.set("a", 1, updated_by="ops")
+                tx.delete("b", deleted_by="ops")
+
+        Committed when the block ends, rolled back if it raises; all changes share
+        one history revision. Not retried (a transaction is not safe to replay
+        behind your back).
+        """
+        if not self._opened:
+            self.open()
+        operation = Operation("config.transaction")
         try:
-            with self._pool.connection() as conn:
-                yield conn
+            with self._pool.connection() as conn, conn.transaction():
+                yield ConfigTransaction(conn, self._queries, self._secrets)
         except psycopg.Error as exc:
-            raise operation.failed(exc, self._dsn.secrets) from exc
+            raise operation.failed(exc, self._secrets) from exc
+        operation.done(level="info")
 
-    # -- reads ---------------------------------------------------------------------
+    def bind(self, conn: psycopg.Connection[Any]) -> ConfigTransaction:
+        """The DAL's methods on *your* connection, inside *your* transaction.
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """The value of ``key``, or ``default`` when the key does not exist."""
-        operation = Operation("config.get", key)
-        with operation.validating():
-            validate_key(key)
-        with self._connection(operation) as conn:
-            row = self._queries.get_configuration_value(conn, key=key)
-        operation.done("hit" if row is not None else "miss")
-        return value_from_row(row, default)
-
-    def get_entry(self, key: str) -> ConfigEntry | None:
-        """The whole stored entry of ``key`` (value, type, version, audit fields), or None."""
-        operation = Operation("config.get_entry", key)
-        with operation.validating():
-            validate_key(key)
-        with self._connection(operation) as conn:
-            row = self._queries.get_configuration(conn, key=key)
-        operation.done("hit" if row is not None else "miss")
-        return entry_from_row(row) if row is not None else None
-
-    def list(self, prefix: str = "", *, after: str | None = None, limit: int = 100) -> _EntryList:
-        """Entries whose key starts with ``prefix``, in key order, at most ``limit``.
-
-        For the next page pass the last key you got as ``after`` (keyset pagination:
-        stable while keys are added or removed, and cheap however deep you go).
+        Use it to change configuration atomically with your own data; you commit
+        or roll back. The connection must reach a database with the schema.
         """
-        operation = Operation("config.list", prefix)
-        with operation.validating():
-            params = list_params(prefix, after, limit)
-        with self._connection(operation) as conn:
-            entries = [
-                entry_from_row(row) for row in self._queries.list_configurations(conn, **params)
-            ]
-        operation.done(count=len(entries))
-        return entries
-
-    # -- writes --------------------------------------------------------------------
-
-    def set(
-        self,
-        key: str,
-        value: Any,
-        *,
-        data_type: str | None = None,
-        description: str | None = None,
-        updated_by: str,
-    ) -> ConfigEntry:
-        """Create or replace ``key``; return the stored entry (``version`` 1, then +1 per change).
-
-        ``data_type`` (str, int, float, bool, json) is inferred from the value for a
-        new key and kept from the stored entry when omitted on an update; the value
-        must match it. ``description`` is kept when omitted.
-        """
-        operation = Operation("config.set", key)
-        with operation.validating():
-            params = set_params(
-                key, value, data_type=data_type, description=description, updated_by=updated_by
-            )
-        with self._connection(operation) as conn:
-            row = self._queries.upsert_configuration(conn, **params)
-        if row is None:  # RETURNING always yields the row; guard against a changed query
-            raise ConfigurationAccessError(f"config.set {key!r}: the database returned no row")
-        entry = entry_from_row(row)
-        operation.done(
-            level="info", version=entry.version, data_type=entry.data_type, updated_by=updated_by
-        )
-        return entry
-
-    def delete(self, key: str, *, deleted_by: str) -> bool:
-        """Delete ``key``; True if it existed. ``deleted_by`` names who did it (audit)."""
-        operation = Operation("config.delete", key)
-        with operation.validating():
-            params = delete_params(key, deleted_by=deleted_by)
-        with self._connection(operation) as conn:
-            deleted = self._queries.delete_configuration(conn, **params) > 0
-        operation.done("deleted" if deleted else "absent", level="info", deleted_by=deleted_by)
-        return deleted
+        return ConfigTransaction(conn, self._queries, self._secrets)
 
     # -- schema --------------------------------------------------------------------
 
     def migrate(self) -> _MigrationList:
         """Apply pending migrations (safe from several processes at once); return those applied."""
-        return migrations.migrate(self._dsn.conninfo)
+        return migrations.migrate(self._conninfo)
 
     def migration_status(self) -> migrations.MigrationStatus:
         """Applied, pending and changed migrations of this database."""
-        return migrations.status(self._dsn.conninfo)
+        return migrations.status(self._conninfo)
+
+
+def _log_retry(call: Call[Any], exc: BaseException, attempt: int) -> None:
+    get_logger().warning(
+        call.operation.name,
+        key=call.operation.key,
+        outcome="retry",
+        attempt=attempt,
+        sqlstate=getattr(exc, "sqlstate", None),
+        error=str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+    )

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from .codec import DataType, decode_value
 
-__all__ = ["ConfigEntry", "entry_from_row"]
+__all__ = ["ConfigEntry", "ConfigItem", "ConfigRevision", "entry_from_row", "revision_from_row"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +39,50 @@ def entry_from_row(row: Sequence[Any]) -> ConfigEntry:
         updated_at=updated_at,
         updated_by=updated_by,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRevision:
+    """One change of a key, as recorded in the history.
+
+    ``revision`` is shared by every change made in the same transaction. For a
+    ``delete``, ``value``/``data_type``/``description`` are what the key held.
+    """
+
+    key: str
+    version: int
+    revision: int
+    operation: Literal["insert", "update", "delete"]
+    value: Any
+    data_type: DataType
+    description: str | None
+    changed_by: str
+    changed_at: datetime
+    change_reason: str | None
+
+
+def revision_from_row(row: Sequence[Any]) -> ConfigRevision:
+    """Build a :class:`ConfigRevision` from a row in the column order of queries/history.sql."""
+    revision, key, version, operation, value, data_type, description, by, at, reason = row
+    return ConfigRevision(
+        key=key,
+        version=version,
+        revision=revision,
+        operation=operation,
+        value=decode_value(value, data_type),
+        data_type=data_type,
+        description=description,
+        changed_by=by,
+        changed_at=at,
+        change_reason=reason,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigItem:
+    """One key to write in a batch (``set_many``), with its optional type and description."""
+
+    key: str
+    value: Any
+    data_type: DataType | None = None
+    description: str | None = None

@@ -14,6 +14,7 @@ import psycopg
 import psycopg_pool
 
 __all__ = [
+    "ConcurrentModificationError",
     "ConfigurationAccessError",
     "DatabaseConnectionError",
     "InvalidConfigurationError",
@@ -33,6 +34,26 @@ class DatabaseConnectionError(ConfigurationAccessError):
 
 class InvalidConfigurationError(ConfigurationAccessError, ValueError):
     """Bad input (key, value, data type, actor): refused and nothing was written."""
+
+
+class ConcurrentModificationError(ConfigurationAccessError):
+    """The key's version was not the expected one: someone else changed it first.
+
+    ``current_version`` is the version found (0: the key does not exist; None:
+    changed again so fast it could not be read).
+    """
+
+    def __init__(self, key: str, *, expected_version: int, current_version: int | None) -> None:
+        self.key = key
+        self.expected_version = expected_version
+        self.current_version = current_version
+        found = "does not exist" if current_version == 0 else f"is at version {current_version}"
+        if current_version is None:
+            found = "was changed concurrently"
+        super().__init__(
+            f"{key!r} {found}, not at the expected version {expected_version}: "
+            "read it again and retry"
+        )
 
 
 class SchemaNotReadyError(ConfigurationAccessError):

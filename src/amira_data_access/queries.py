@@ -1,50 +1,25 @@
-"""The named SQL in queries/, loaded once with aiosql, behind a typed interface.
+"""The named SQL in queries/, loaded once per process with aiosql.
 
-aiosql creates its methods at run time; :class:`ConfigQueries` states what they
-are so mypy checks every call. Rows are tuples in the column order of the SQL.
+aiosql creates its methods at run time. The configuration stores call them by
+name from one place (``_calls`` describes each operation), and the names are
+checked when the SQL is loaded; the migration runner's queries have a typed
+Protocol. Rows are tuples in the column order of the SQL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import cache
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 import aiosql
 import psycopg
-from psycopg.types.json import Jsonb
 
 from ._resources import sql_dir
 
-__all__ = ["ConfigQueries", "MigrationQueries", "config_queries", "migration_queries"]
+__all__ = ["CONFIG_QUERY_NAMES", "MigrationQueries", "config_queries", "migration_queries"]
 
 Row = tuple[Any, ...]
-
-
-class ConfigQueries(Protocol):
-    """The queries of queries/configurations.sql as the sync psycopg adapter exposes them."""
-
-    def get_configuration(self, conn: psycopg.Connection[Any], *, key: str) -> Row | None: ...
-
-    def get_configuration_value(self, conn: psycopg.Connection[Any], *, key: str) -> Row | None: ...
-
-    def upsert_configuration(
-        self,
-        conn: psycopg.Connection[Any],
-        *,
-        key: str,
-        value: Jsonb,
-        data_type: str | None,
-        inferred_type: str,
-        description: str | None,
-        updated_by: str,
-    ) -> Row | None: ...
-
-    def delete_configuration(self, conn: psycopg.Connection[Any], *, key: str) -> int: ...
-
-    def list_configurations(
-        self, conn: psycopg.Connection[Any], *, prefix: str, after: str | None, limit: int
-    ) -> Iterable[Row]: ...
 
 
 class MigrationQueries(Protocol):
@@ -111,9 +86,35 @@ def _load() -> Any:
     return aiosql.from_path(sql_dir("queries"), "psycopg")
 
 
-def config_queries() -> ConfigQueries:
-    """The configuration queries, typed."""
-    return cast(ConfigQueries, _load())
+# The queries the stores run by name (see _calls): checked when first loaded, so
+# a renamed or missing query fails at start-up, not on the first call that needs it.
+CONFIG_QUERY_NAMES: Final = frozenset(
+    {
+        "get_configuration",
+        "get_configuration_value",
+        "get_configuration_values",
+        "list_configurations",
+        "upsert_configuration",
+        "upsert_configurations",
+        "replace_configuration_if_version",
+        "insert_configuration_if_absent",
+        "delete_configuration",
+        "delete_configuration_if_version",
+        "list_history",
+        "get_value_at",
+        "get_snapshot_at",
+        "rollback_configuration",
+    }
+)
+
+
+def config_queries() -> Any:
+    """The aiosql queries object the stores call by name (names checked once)."""
+    queries = _load()
+    missing = sorted(name for name in CONFIG_QUERY_NAMES if not hasattr(queries, name))
+    if missing:
+        raise RuntimeError(f"queries/ lacks the named queries {missing}")
+    return queries
 
 
 def migration_queries() -> MigrationQueries:

@@ -1,0 +1,56 @@
+-- Named queries on amira_config.configuration_history, the append-only record of
+-- every change (written by the triggers of migrations/0002, never by the library).
+
+-- name: list_history(key, before_version, limit)
+-- A key's changes, newest first, optionally only those older than :before_version.
+SELECT revision, key, version, operation, value, data_type, description,
+       changed_by, changed_at, change_reason
+  FROM amira_config.configuration_history
+ WHERE key = :key
+   AND (:before_version::bigint IS NULL OR version < :before_version::bigint)
+ ORDER BY version DESC
+ LIMIT :limit;
+
+-- name: get_value_at(key, at)^
+-- The last change of a key made at or before :at: (operation, value, data_type), or nothing.
+SELECT operation, value, data_type
+  FROM amira_config.configuration_history
+ WHERE key = :key
+   AND changed_at <= :at
+ ORDER BY version DESC
+ LIMIT 1;
+
+-- name: get_snapshot_at(at, prefix)
+-- Every key starting with :prefix as it was at :at: (key, value, data_type), in key order.
+SELECT key, value, data_type
+  FROM (SELECT DISTINCT ON (key) key, operation, value, data_type
+          FROM amira_config.configuration_history
+         WHERE changed_at <= :at
+           AND key >= :prefix
+           AND starts_with(key, :prefix)
+         ORDER BY key, version DESC) AS latest
+ WHERE operation <> 'delete'
+ ORDER BY key;
+
+-- name: rollback_configuration(key, to_version, updated_by, reason)^
+-- Write a new version of a key with the value, type and description of :to_version.
+-- No row: the key never had that version (or that version is a deletion).
+WITH context AS (
+    SELECT set_config('amira_config.actor', :updated_by, true),
+           set_config('amira_config.reason', COALESCE(:reason, ''), true)
+), target AS (
+    SELECT value, data_type, description
+      FROM amira_config.configuration_history
+     WHERE key = :key
+       AND version = :to_version
+       AND operation <> 'delete'
+)
+INSERT INTO amira_config.configurations AS c (key, value, data_type, description, updated_by)
+SELECT :key, target.value, target.data_type, target.description, :updated_by
+  FROM target, context
+    ON CONFLICT (key) DO UPDATE
+   SET value       = EXCLUDED.value,
+       data_type   = EXCLUDED.data_type,
+       description = EXCLUDED.description,
+       updated_by  = EXCLUDED.updated_by
+RETURNING key, value, data_type, description, version, created_at, updated_at, updated_by;
