@@ -27,11 +27,15 @@ demo: setup
 test *args: setup
     {{py}} -m pytest {{args}}
 
-# ruff, formatting and mypy --strict
+# squawk on migrations/: each file runs in a transaction (--assume-in-transaction) in
+# which the runner already SETs LOCAL lock_timeout and statement_timeout, and a failed
+# file rolls back whole, so IF NOT EXISTS (prefer-robust-stmts) would only hide drift.
+# ruff, formatting, mypy --strict, and squawk on the migrations
 lint: setup
     {{venv}}/bin/ruff check src tests
     {{venv}}/bin/ruff format --check src tests
     {{venv}}/bin/mypy --strict src
+    {{venv}}/bin/squawk --assume-in-transaction --exclude=require-lock-timeout,require-statement-timeout,prefer-robust-stmts migrations/*.sql
 
 # what CI runs
 ci: lint test
