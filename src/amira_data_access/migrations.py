@@ -742,10 +742,12 @@ def _apply(
             log.error("migrations.failed", file=migration.filename, error=_first_line(exc))
             reason = translate(exc, operation="migrate")
             if exc.sqlstate == _LOCK_NOT_AVAILABLE:
-                reason = MigrationError(
-                    f"{reason} (lock_timeout {options.lock_timeout:g} s, "
-                    f"{options.lock_attempts} attempt(s))"
+                waited = (
+                    "the server's lock_timeout"
+                    if options.lock_timeout is None
+                    else f"lock_timeout {options.lock_timeout:g} s"
                 )
+                reason = MigrationError(f"{reason} ({waited}, {options.lock_attempts} attempt(s))")
             raise MigrationError(
                 f"{migration.filename} failed and was rolled back: {reason}"
             ) from exc
@@ -990,20 +992,19 @@ def _queries() -> MigrationQueries:
 # Thin on purpose: every verb is a function above, so amira-config can call them too.
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run one verb from the command line; 0 when all is well, 1 on a problem, 2 on bad usage.
 
     ``status`` exits 1 when a row failed or a file was changed, is missing or out
     of order; pending files alone exit 0 (they are what ``migrate`` is for).
     """
-    stdout = out or sys.stdout
     args = _parser().parse_args(argv)
     try:
         conninfo = args.dsn or DatabaseSettings().conninfo()
-        print(f"database: {describe_dsn(conninfo)}", file=stdout)
-        return int(_run_verb(args, conninfo, stdout))
-    except ConfigurationAccessError as exc:
-        print(f"error: {exc}", file=sys.stderr if out is None else stdout)
+        print(f"database: {describe_dsn(conninfo)}")
+        return int(_run_verb(args, conninfo, sys.stdout))
+    except ConfigurationAccessError as exc:  # messages are already free of secrets
+        print(f"error: {exc}", file=sys.stderr)
         return 1
 
 

@@ -230,3 +230,9 @@ def test_unterminated_file_is_refused_by_name(tmp_path: Path) -> None:
     (found,) = problems(tmp_path, "SELECT 1;\nSELECT 'oops;\n")
     assert found.startswith("0001_a.sql: ")
     assert "line 2" in found
+
+
+def test_project_migrations_pass_the_content_checks() -> None:
+    """The shipped migrations split cleanly and contain nothing the runner would refuse."""
+    for found in discover():
+        assert _content_problems(found) == [], found.filename
