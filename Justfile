@@ -27,6 +27,10 @@ demo: setup
 test *args: setup
     {{py}} -m pytest {{args}}
 
+# benchmarks on a durable throwaway PostgreSQL; writes benchmarks/RESULTS.md (`just bench --help`)
+bench *args: setup
+    {{py}} -m benchmarks {{args}}
+
 # squawk on migrations/: each file runs in a transaction (--assume-in-transaction) in
 # which the runner already SETs LOCAL lock_timeout and statement_timeout, and a failed
 # file rolls back whole, so IF NOT EXISTS (prefer-robust-stmts) would only hide drift.
