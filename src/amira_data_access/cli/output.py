@@ -1,0 +1,221 @@
+"""How the CLI shows things: aligned tables, ISO 8601 times, pretty values, JSON documents.
+
+Pure functions over the library's records, so they are unit-tested without a
+database. Colour is an on/off :class:`Style` decided once from the stream (a
+terminal, and no ``NO_COLOR``), never by the functions that build the text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from ..entries import ConfigEntry, ConfigRevision
+
+__all__ = [
+    "MAX_CELL",
+    "Style",
+    "compact_value",
+    "entry_document",
+    "entry_to_json",
+    "iso",
+    "pretty_value",
+    "render_entry",
+    "render_table",
+    "revision_to_json",
+    "to_json",
+    "unified_diff",
+]
+
+MAX_CELL = 60  # longest value shown in a table cell before it is cut with "…"
+
+
+@dataclass(frozen=True, slots=True)
+class Style:
+    """ANSI colours when writing to a terminal, plain text otherwise."""
+
+    enabled: bool = False
+
+    @classmethod
+    def for_stream(cls, stream: TextIO) -> Style:
+        """Colours only on a terminal, and never when ``NO_COLOR`` is set (no-color.org)."""
+        isatty = getattr(stream, "isatty", None)
+        on_tty = bool(isatty and isatty())
+        return cls(on_tty and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb")
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.enabled and text else text
+
+    def bold(self, text: str) -> str:
+        """Headers."""
+        return self._wrap("1", text)
+
+    def dim(self, text: str) -> str:
+        """Secondary information (timestamps, authors)."""
+        return self._wrap("2", text)
+
+    def red(self, text: str) -> str:
+        """Errors and removed lines."""
+        return self._wrap("31", text)
+
+    def green(self, text: str) -> str:
+        """Success and added lines."""
+        return self._wrap("32", text)
+
+    def cyan(self, text: str) -> str:
+        """Diff hunk headers."""
+        return self._wrap("36", text)
+
+
+def iso(when: datetime | None, *, precise: bool = False) -> str:
+    """ISO 8601 in UTC with a ``Z``; seconds for people, microseconds for machines."""
+    if when is None:
+        return ""
+    text = when.astimezone(UTC).isoformat(timespec="microseconds" if precise else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def to_json(document: Any) -> str:
+    """One JSON document, indented, non-ASCII kept readable."""
+    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def pretty_value(value: Any, data_type: str) -> str:
+    """A value for a person: text as is, everything else as indented JSON."""
+    if data_type == "str" and isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+def compact_value(value: Any, data_type: str, width: int = MAX_CELL) -> str:
+    """A value on one line for a table cell, cut to ``width`` characters."""
+    if data_type == "str" and isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    # A newline or tab would break the table's alignment: show it escaped.
+    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def entry_to_json(entry: ConfigEntry) -> dict[str, Any]:
+    """A stored entry as a JSON object (times at full precision)."""
+    return {
+        "key": entry.key,
+        "value": entry.value,
+        "data_type": entry.data_type,
+        "description": entry.description,
+        "version": entry.version,
+        "created_at": iso(entry.created_at, precise=True),
+        "updated_at": iso(entry.updated_at, precise=True),
+        "updated_by": entry.updated_by,
+    }
+
+
+def revision_to_json(revision: ConfigRevision) -> dict[str, Any]:
+    """A history row as a JSON object."""
+    return {
+        "key": revision.key,
+        "version": revision.version,
+        "revision": revision.revision,
+        "operation": revision.operation,
+        "value": revision.value,
+        "data_type": revision.data_type,
+        "description": revision.description,
+        "changed_by": revision.changed_by,
+        "changed_at": iso(revision.changed_at, precise=True),
+        "change_reason": revision.change_reason,
+    }
+
+
+def entry_document(value: Any, data_type: str, description: str | None) -> dict[str, Any]:
+    """The ``{value, data_type, description}`` shape shared by export, import and diff."""
+    return {"value": value, "data_type": data_type, "description": description}
+
+
+def render_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], style: Style | None = None
+) -> str:
+    """Columns padded to their widest cell; the last column is not padded."""
+    style = style or Style()
+    widths = [len(header) for header in headers]
+    for row in rows:
+        for index, cell in enumerate(row):
+            widths[index] = max(widths[index], len(cell))
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [cell.ljust(widths[i]) for i, cell in enumerate(cells[:-1])]
+        return "  ".join([*padded, cells[-1]]).rstrip()
+
+    out = [style.bold(line(headers))]
+    out.extend(line(row) for row in rows)
+    return "\n".join(out)
+
+
+def render_entry(entry: ConfigEntry, style: Style | None = None) -> str:
+    """One entry as ``field  value`` lines, the value pretty-printed and indented."""
+    style = style or Style()
+    fields: list[tuple[str, str]] = [
+        ("key", entry.key),
+        ("value", pretty_value(entry.value, entry.data_type)),
+        ("data_type", entry.data_type),
+        ("description", entry.description or ""),
+        ("version", str(entry.version)),
+        ("created_at", iso(entry.created_at)),
+        ("updated_at", iso(entry.updated_at)),
+        ("updated_by", entry.updated_by),
+    ]
+    width = max(len(name) for name, _ in fields)
+    lines: list[str] = []
+    for name, text in fields:
+        first, *rest = text.split("\n") if text else [""]
+        lines.append(f"{style.bold(name.ljust(width))}  {first}".rstrip())
+        lines.extend(" " * (width + 2) + more for more in rest)
+    return "\n".join(lines)
+
+
+def _document_lines(document: Mapping[str, Any] | None) -> list[str]:
+    if document is None:
+        return []
+    text = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True)
+    return [line + "\n" for line in text.split("\n")]
+
+
+def unified_diff(
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+    *,
+    before_label: str,
+    after_label: str,
+    style: Style | None = None,
+) -> str:
+    """A unified diff of two documents as sorted, indented JSON ("" when equal).
+
+    ``None`` stands for "absent" (a key not yet created, or deleted).
+    """
+    style = style or Style()
+    lines = difflib.unified_diff(
+        _document_lines(before),
+        _document_lines(after),
+        fromfile=before_label,
+        tofile=after_label,
+    )
+    out: list[str] = []
+    for raw in lines:
+        text = raw.rstrip("\n")
+        if text.startswith(("---", "+++")):
+            out.append(style.bold(text))
+        elif text.startswith("@@"):
+            out.append(style.cyan(text))
+        elif text.startswith("+"):
+            out.append(style.green(text))
+        elif text.startswith("-"):
+            out.append(style.red(text))
+        else:
+            out.append(text)
+    return "\n".join(out)
