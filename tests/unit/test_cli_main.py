@@ -1,0 +1,112 @@
+"""Unit tests for the CLI's argument parsing, exit codes, data home and root reachability."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from amira_data_access.cli import build_parser, exit_code, main
+from amira_data_access.cli.server import ROOT_HOME, blocking_folder, data_home
+from amira_data_access.cli.values import NotFoundError, UsageError
+from amira_data_access.errors import (
+    ConcurrentModificationError,
+    ConfigurationAccessError,
+    DatabaseConnectionError,
+    InvalidConfigurationError,
+    MigrationError,
+    SchemaNotReadyError,
+)
+from amira_data_access.local_postgres import PostgresUnavailableError
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (NotFoundError("k"), 1),
+        (UsageError("u"), 2),
+        (InvalidConfigurationError("bad"), 2),
+        (ConcurrentModificationError("k", expected_version=1, current_version=2), 3),
+        (DatabaseConnectionError("down"), 4),
+        (SchemaNotReadyError("migrate"), 4),
+        (MigrationError("refused"), 4),
+        (PostgresUnavailableError("no binaries"), 4),
+        (ConfigurationAccessError("other"), 4),
+        (RuntimeError("bug"), 70),
+    ],
+)
+def test_exit_codes(error: BaseException, code: int) -> None:
+    """Each failure maps to the documented exit code."""
+    assert exit_code(error) == code
+
+
+def test_global_options_before_or_after_the_command() -> None:
+    """--json/--dsn work on either side of the command; a later absence does not reset them."""
+    parser = build_parser()
+    before = parser.parse_args(["--json", "--dsn", "host=a", "get", "k"])
+    after = parser.parse_args(["get", "k", "--json", "--dsn", "host=a"])
+    plain = parser.parse_args(["get", "k"])
+    assert (before.json, before.dsn) == (True, "host=a")
+    assert (after.json, after.dsn) == (True, "host=a")
+    assert (plain.json, plain.dsn, plain.debug) == (False, None, False)
+
+
+def test_set_arguments() -> None:
+    """set takes VALUE or --value-file, a type among the five, and who does it."""
+    args = build_parser().parse_args(
+        ["set", "k", "1", "--type", "int", "--by", "me", "--expect-version", "0"]
+    )
+    assert (args.value, args.type, args.by, args.expect_version) == ("1", "int", "me", 0)
+    args = build_parser().parse_args(["set", "k", "--value-file", "-", "--by", "me"])
+    assert (args.value, args.value_file, args.type) == (None, "-", None)
+
+
+def test_usage_error_exits_2_and_hides_a_password(capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse's own message quotes arguments: the DSN's password is scrubbed from it."""
+    code = main(["--dsn", "host=h password=hunter2", "get", "k", "hunter2-extra"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err
+    assert "hunter2" not in err
+
+
+def test_data_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """AMIRA_CONFIG_HOME wins; else XDG (absolute only) or ~/.local/share; root gets /var/lib."""
+    env = {"AMIRA_CONFIG_HOME": str(tmp_path / "h"), "HOME": "/home/u"}
+    assert data_home(env) == tmp_path / "h"
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr("sys.platform", "linux")
+    assert data_home({"HOME": "/home/u"}) == Path("/home/u/.local/share/amira-config")
+    xdg = {"HOME": "/home/u", "XDG_DATA_HOME": "/data"}
+    assert data_home(xdg) == Path("/data/amira-config")
+    relative = {"HOME": "/home/u", "XDG_DATA_HOME": "rel"}
+    assert data_home(relative) == Path("/home/u/.local/share/amira-config")
+    monkeypatch.setattr("sys.platform", "darwin")
+    mac = Path("/home/u/Library/Application Support/amira-config")
+    assert data_home({"HOME": "/home/u"}) == mac
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert data_home({"HOME": "/root"}) == ROOT_HOME
+
+
+def test_blocking_folder() -> None:
+    """The first folder another account cannot traverse is found from the mode bits."""
+    # Not pytest's tmp_path: its parents are 0700, which is what this test must control.
+    with tempfile.TemporaryDirectory(dir=tempfile.gettempdir()) as name:
+        base = Path(name)
+        for folder in [*base.parents]:
+            if folder.stat().st_mode & stat.S_IXOTH == 0:
+                pytest.skip(f"{folder} is not world-traversable on this machine")
+        base.chmod(0o755)
+        outer = base / "outer"
+        inner = outer / "inner"
+        inner.mkdir(parents=True)
+        stranger = (os.getuid() + 12345, os.getgid() + 12345)
+        outer.chmod(0o755)
+        assert blocking_folder(inner / "not-yet", *stranger) is None
+        outer.chmod(0o700)
+        assert blocking_folder(inner / "not-yet", *stranger) == outer
+        assert blocking_folder(inner, os.getuid(), os.getgid()) is None  # the owner may
+        outer.chmod(0o755)
