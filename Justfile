@@ -19,9 +19,9 @@ setup:
         touch {{venv}}/.installed
     fi
 
-# guided tour on a throwaway PostgreSQL (or AMIRA_CONFIG_DSN when set)
+# guided tour: amira-config, then the Python API, on an embedded PostgreSQL removed afterwards
 demo: setup
-    {{py}} -m amira_data_access.demo
+    {{py}} -m amira_data_access.cli.demo
 
 # all tests: unit, integration (real PostgreSQL, started here) and contract
 test *args: setup

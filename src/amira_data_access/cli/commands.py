@@ -619,14 +619,17 @@ def change_line(change: Any, style: Style) -> str:
     operation = getattr(change, "operation", "") or getattr(change, "kind", "")
     key = getattr(change, "key", "?")
     version = getattr(change, "version", None)
-    value = getattr(change, "value", None)
-    data_type = getattr(change, "data_type", None) or "json"
+    by = getattr(change, "changed_by", None)
+    shown = ""
+    if hasattr(change, "value") and operation != "delete":  # the event may carry no value
+        shown = compact_value(change.value, getattr(change, "data_type", None) or "json")
     parts = [
         style.dim(iso(when) if isinstance(when, datetime) else ""),
         str(operation),
         str(key),
         f"v{version}" if version is not None else "",
-        compact_value(value, data_type) if operation != "delete" else "",
+        f"by {by}" if by else "",
+        shown,
     ]
     return " ".join(part for part in parts if part)
 
@@ -636,6 +639,9 @@ def cmd_watch(ctx: Context) -> Outcome | None:
     if not callable(getattr(ConfigDAL, "watch", None)):
         raise UsageError("watch is not available in this version")
     stream = ctx.dal().watch(ctx.args.prefix)  # type: ignore[attr-defined,unused-ignore]
+    print(
+        f"amira-config: watching {ctx.args.prefix or 'every key'} (Ctrl-C to stop)", file=ctx.stderr
+    )
     try:
         for change in stream:
             if ctx.args.json:
@@ -644,6 +650,10 @@ def cmd_watch(ctx: Context) -> Outcome | None:
                 print(change_line(change, ctx.style), flush=True)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a watch ends
+    finally:
+        close = getattr(stream, "close", None)
+        if callable(close):
+            close()
     return None  # already printed, one document per change
 
 
