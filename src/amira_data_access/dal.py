@@ -9,10 +9,8 @@ policy (:class:`ConfigDAL`), or on one connection inside a transaction
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -20,24 +18,22 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import psycopg
-from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
 from . import _calls as calls
 from . import migrations
-from ._calls import Call, RetryStatement
+from ._calls import Call
 from ._operations import Operation
-from ._retry import RetryPolicy
+from ._retry import NO_RETRY, RetryPolicy
+from ._running import Attempts, IdleTracker, pool_settings, tuple_rows
 from .entries import ConfigEntry, ConfigItem, ConfigRevision
-from .errors import ConfigurationAccessError, DatabaseConnectionError
-from .logging import get_logger
+from .errors import DatabaseConnectionError
 from .queries import config_queries
-from .settings import conninfo_from_env, parse_dsn
+from .settings import conninfo_from_env
 
 __all__ = ["ConfigDAL", "ConfigTransaction"]
 
 APPLICATION_NAME = "amira-data-access"
-_MAX_STATEMENT_REPEATS = 3  # RetryStatement: a concurrent insert not yet visible
 T = TypeVar("T")
 
 # ``list`` is also a method name inside the classes: spell the types out here.
@@ -46,29 +42,13 @@ _RevisionList = list[ConfigRevision]
 _MigrationList = list[migrations.Migration]
 
 
-class _IdleConnectionCheck:
-    """Pool ``check`` callback: ping a connection before reuse if it sat idle a while.
+class _IdleConnectionCheck(IdleTracker):
+    """Pool ``check`` callback: ping a connection before reuse if it sat idle a while."""
 
-    A connection the server dropped (restart, failover, idle timeout) while it
-    waited in the pool is caught by ``ConnectionPool.check_connection`` and
-    replaced instead of failing the caller's query. Pinging on *every* checkout
-    would cost a second round trip per call and halve throughput (measured), for
-    no gain on a connection used a moment ago: so only idle ones are pinged.
-    """
-
-    __slots__ = ("_idle_seconds", "_last_checkout")
-
-    def __init__(self, idle_seconds: float) -> None:
-        self._idle_seconds = idle_seconds
-        self._last_checkout: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
-            weakref.WeakKeyDictionary()
-        )
+    __slots__ = ()
 
     def __call__(self, conn: psycopg.Connection[Any]) -> None:
-        now = time.monotonic()
-        last = self._last_checkout.get(conn)
-        self._last_checkout[conn] = now
-        if last is None or now - last >= self._idle_seconds:
+        if self.due(conn):
             ConnectionPool.check_connection(conn)
 
 
@@ -234,35 +214,18 @@ class ConfigTransaction(_ConfigOperations):
         self._secrets = secrets
 
     def _run(self, call: Call[T]) -> T:
-        for _ in range(_MAX_STATEMENT_REPEATS):
-            if call.query is None:
-                return call.finish(None)
-            try:
-                result = self._send(self.connection, call)
-            except psycopg.Error as exc:
-                raise call.operation.failed(exc, self._secrets) from exc
-            try:
-                return call.finish(result)
-            except RetryStatement:
-                continue
-        raise call.operation.failed(_gave_up(call))
+        if call.query is None:
+            return call.finish(None)
+        attempts = Attempts(call, NO_RETRY, self._secrets)
+        for _ in attempts:
+            with attempts.trying():
+                attempts.result = self._send(self.connection, call)
+        return attempts.value
 
     def _send(self, conn: psycopg.Connection[Any], call: Call[Any]) -> Any:
         # The caller's connection may use another row factory; our rows are tuples.
-        factory = conn.row_factory
-        if factory is tuple_row:
+        with tuple_rows(conn):
             return super()._send(conn, call)
-        conn.row_factory = tuple_row
-        try:
-            return super()._send(conn, call)
-        finally:
-            conn.row_factory = factory
-
-
-def _gave_up(call: Call[Any]) -> ConfigurationAccessError:
-    return ConfigurationAccessError(
-        f"{call.operation.name} {call.operation.key!r}: the row changed under every attempt"
-    )
 
 
 class ConfigDAL(_ConfigOperations):
@@ -291,35 +254,23 @@ class ConfigDAL(_ConfigOperations):
         retry: RetryPolicy | None = None,
         application_name: str = APPLICATION_NAME,
     ) -> None:
-        if not 0 <= min_size <= max_size or max_size < 1:
-            raise ValueError(
-                f"need 0 <= min_size <= max_size and max_size >= 1, got {min_size}, {max_size}"
-            )
-        if connect_timeout <= 0:
-            raise ValueError("connect_timeout must be positive")
-        if check_after_idle < 0:
-            raise ValueError("check_after_idle must be >= 0 (0 pings at every checkout)")
-        parsed = parse_dsn(dsn)
-        self._conninfo = parsed.conninfo
-        self._description = parsed.description
-        self._secrets = parsed.secrets
-        self._retry = retry or RetryPolicy()
-        self._connect_timeout = connect_timeout
-        self._connect_kwargs: dict[str, Any] = {
-            "autocommit": True,
-            # libpq takes whole seconds and treats anything below 2 as 2.
-            "connect_timeout": max(2, math.ceil(connect_timeout)),
-            "application_name": application_name,
-        }
-        self._pool = ConnectionPool(
-            self._conninfo,
+        settings = pool_settings(
+            dsn,
             min_size=min_size,
             max_size=max_size,
-            kwargs=self._connect_kwargs,
-            open=False,
-            check=_IdleConnectionCheck(check_after_idle),
-            timeout=connect_timeout,
-            name="amira-config",
+            connect_timeout=connect_timeout,
+            check_after_idle=check_after_idle,
+            retry=retry,
+            application_name=application_name,
+        )
+        self._conninfo = settings.conninfo
+        self._description = settings.description
+        self._secrets = settings.secrets
+        self._retry = settings.retry
+        self._connect_timeout = connect_timeout
+        self._connect_kwargs = settings.connect_kwargs
+        self._pool = ConnectionPool(
+            **settings.pool_kwargs, check=_IdleConnectionCheck(check_after_idle)
         )
         self._queries = config_queries()
         self._open_lock = threading.Lock()
@@ -381,24 +332,13 @@ class ConfigDAL(_ConfigOperations):
             return call.finish(None)
         if not self._opened:
             self.open()
-        policy = self._retry
-        attempt = 1
-        while True:
-            try:
-                with self._pool.connection() as conn:
-                    result = self._send(conn, call)
-            except psycopg.Error as exc:
-                if not policy.should_retry(exc, attempt=attempt, idempotent=call.idempotent):
-                    raise call.operation.failed(exc, self._secrets) from exc
-                _log_retry(call, exc, attempt)
-                time.sleep(policy.delay(attempt))
-            else:
-                try:
-                    return call.finish(result)
-                except RetryStatement:
-                    if attempt >= _MAX_STATEMENT_REPEATS:
-                        raise call.operation.failed(_gave_up(call)) from None
-            attempt += 1
+        attempts = Attempts(call, self._retry, self._secrets)
+        for delay in attempts:
+            if delay:
+                time.sleep(delay)
+            with attempts.trying(), self._pool.connection() as conn:
+                attempts.result = self._send(conn, call)
+        return attempts.value
 
     # -- transactions ----------------------------------------------------------------
 
@@ -441,14 +381,3 @@ class ConfigDAL(_ConfigOperations):
     def migration_status(self) -> migrations.MigrationStatus:
         """Applied, pending and changed migrations of this database."""
         return migrations.status(self._conninfo)
-
-
-def _log_retry(call: Call[Any], exc: BaseException, attempt: int) -> None:
-    get_logger().warning(
-        call.operation.name,
-        key=call.operation.key,
-        outcome="retry",
-        attempt=attempt,
-        sqlstate=getattr(exc, "sqlstate", None),
-        error=str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-    )
