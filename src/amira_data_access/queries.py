@@ -17,7 +17,13 @@ import psycopg
 
 from ._resources import sql_dir
 
-__all__ = ["CONFIG_QUERY_NAMES", "MigrationQueries", "config_queries", "migration_queries"]
+__all__ = [
+    "CONFIG_QUERY_NAMES",
+    "MigrationQueries",
+    "async_config_queries",
+    "config_queries",
+    "migration_queries",
+]
 
 Row = tuple[Any, ...]
 
@@ -108,13 +114,30 @@ CONFIG_QUERY_NAMES: Final = frozenset(
 )
 
 
-def config_queries() -> Any:
-    """The aiosql queries object the stores call by name (names checked once)."""
-    queries = _load()
+def _with_config_names(queries: Any) -> Any:
     missing = sorted(name for name in CONFIG_QUERY_NAMES if not hasattr(queries, name))
     if missing:
         raise RuntimeError(f"queries/ lacks the named queries {missing}")
     return queries
+
+
+def config_queries() -> Any:
+    """The aiosql queries object the stores call by name (names checked once)."""
+    return _with_config_names(_load())
+
+
+@cache
+def _load_async() -> Any:
+    return aiosql.from_path(sql_dir("queries"), "apsycopg")
+
+
+def async_config_queries() -> Any:
+    """The same named queries for ``psycopg.AsyncConnection`` (aiosql's ``apsycopg``).
+
+    Each is a coroutine function, except a SELECT without suffix (many rows),
+    which is an *async generator* to iterate, like the sync one is a generator.
+    """
+    return _with_config_names(_load_async())
 
 
 def migration_queries() -> MigrationQueries:
