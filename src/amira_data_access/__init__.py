@@ -4,6 +4,7 @@ Public surface (everything else is private and may change):
 """
 
 from ._retry import RetryPolicy
+from .aio import AsyncConfigDAL, AsyncConfigTransaction
 from .codec import DATA_TYPES, DataType
 from .dal import ConfigDAL, ConfigTransaction
 from .entries import ConfigEntry, ConfigItem, ConfigRevision
@@ -16,22 +17,31 @@ from .errors import (
     SchemaNotReadyError,
 )
 from .logging import configure_logging
+from .memory import AsyncInMemoryConfigStore, InMemoryConfigStore
 from .settings import DatabaseSettings
+from .store import AsyncConfigStore, ConfigStore
 
-# The facade and what it returns; the value types; the errors (all subclasses of
+# The facade (sync and async), the store Protocols and the in-memory fakes for
+# unit tests; what they return; the value types; the errors (all subclasses of
 # ConfigurationAccessError); setup helpers for applications.
 __all__ = [
     "DATA_TYPES",
+    "AsyncConfigDAL",
+    "AsyncConfigStore",
+    "AsyncConfigTransaction",
+    "AsyncInMemoryConfigStore",
     "ConcurrentModificationError",
     "ConfigDAL",
     "ConfigEntry",
     "ConfigItem",
     "ConfigRevision",
+    "ConfigStore",
     "ConfigTransaction",
     "ConfigurationAccessError",
     "DataType",
     "DatabaseConnectionError",
     "DatabaseSettings",
+    "InMemoryConfigStore",
     "InvalidConfigurationError",
     "MigrationError",
     "RetryPolicy",
