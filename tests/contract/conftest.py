@@ -1,0 +1,137 @@
+"""One store under test per parameter: the same contract tests drive every implementation.
+
+``subject`` is a :class:`Subject`: a store seen through the sync
+:class:`~amira_data_access.ConfigStore` interface (async stores are driven by
+:class:`Synced`, which runs each coroutine on one event loop kept for the
+test), and the clock that store writes into its history, so point-in-time
+tests take "now" from the store under test. Database-backed stores get a
+fresh migrated database per test (the ``dsn`` fixture of tests/conftest.py);
+the in-memory ones need no server and use a clock that ticks on every reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import psycopg
+import pytest
+
+from amira_data_access import (
+    AsyncConfigDAL,
+    AsyncInMemoryConfigStore,
+    ConfigDAL,
+    ConfigStore,
+    InMemoryConfigStore,
+)
+
+STORES = ["sync_dal", "async_dal", "memory", "async_memory"]
+
+
+class Synced:
+    """An async store (or transaction) driven from sync code, each call on ``runner``'s loop."""
+
+    def __init__(self, target: Any, runner: asyncio.Runner) -> None:
+        self._target = target
+        self._runner = runner
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            return self._runner.run(attribute(*args, **kwargs))
+
+        return run
+
+    @contextmanager
+    def transaction(self) -> Iterator[Synced]:
+        """``async with target.transaction()``, entered and left on the same loop."""
+        manager = self._target.transaction()
+        tx = self._runner.run(manager.__aenter__())
+        try:
+            yield Synced(tx, self._runner)
+        except BaseException as exc:
+            if not self._runner.run(manager.__aexit__(type(exc), exc, exc.__traceback__)):
+                raise
+        else:
+            self._runner.run(manager.__aexit__(None, None, None))
+
+
+class TickingClock:
+    """A clock that moves one millisecond at every reading: instants never collide."""
+
+    def __init__(self) -> None:
+        self._now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self._now += timedelta(milliseconds=1)
+        return self._now
+
+
+@dataclass
+class Subject:
+    """A store under test, seen through the sync interface, and how to read its clock."""
+
+    name: str
+    store: ConfigStore
+    transaction: Callable[[], AbstractContextManager[ConfigStore]]
+    close: Callable[[], None]
+    _now: Callable[[], datetime]
+    _settle: float  # seconds to wait around a reading of a real server's clock
+
+    def instant(self) -> datetime:
+        """An instant strictly between the changes made before and after this call."""
+        time.sleep(self._settle)
+        now = self._now()
+        time.sleep(self._settle)
+        return now
+
+
+def _server_clock(dsn: str) -> Callable[[], datetime]:
+    def now() -> datetime:
+        # The server's clock is the one changed_at is written with.
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute("SELECT clock_timestamp()").fetchone()
+            assert row is not None
+            return row[0]  # type: ignore[no-any-return]
+
+    return now
+
+
+@pytest.fixture(params=STORES)
+def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
+    """Each store implementation in turn, empty, behind the same interface."""
+    name: str = request.param
+    if name in ("memory", "async_memory"):
+        clock = TickingClock()
+        memory = InMemoryConfigStore(clock=clock)
+        if name == "memory":
+            yield Subject(name, memory, memory.transaction, memory.close, clock, 0.0)
+            return
+        with asyncio.Runner() as runner:
+            synced = Synced(AsyncInMemoryConfigStore(memory), runner)
+            store = cast(ConfigStore, synced)
+            yield Subject(name, store, synced.transaction, synced.close, clock, 0.0)
+        return
+    dsn: str = request.getfixturevalue("dsn")  # only database stores need a server
+    if name == "sync_dal":
+        with ConfigDAL(dsn, max_size=4) as dal:
+            yield Subject(name, dal, dal.transaction, dal.close, _server_clock(dsn), 0.01)
+        return
+    with asyncio.Runner() as runner:
+        async_dal = AsyncConfigDAL(dsn, max_size=4)
+        runner.run(async_dal.open())
+        try:
+            synced = Synced(async_dal, runner)
+            store = cast(ConfigStore, synced)
+            yield Subject(name, store, synced.transaction, synced.close, _server_clock(dsn), 0.01)
+        finally:
+            runner.run(async_dal.close())

@@ -1,0 +1,761 @@
+"""The behaviour every configuration store shares: sync DAL, async DAL, in-memory (sync and async).
+
+Each test runs once per store (see conftest.py); a store that disagrees with
+the others fails the same test. This file is the behavioural specification;
+tests/integration keeps what only a real server can show (raw SQL, processes,
+lost connections, retries).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from amira_data_access import (
+    ConcurrentModificationError,
+    ConfigEntry,
+    ConfigItem,
+    ConfigRevision,
+    ConfigStore,
+    ConfigurationAccessError,
+    DatabaseConnectionError,
+    InvalidConfigurationError,
+)
+
+from .conftest import Subject
+
+
+def _nothing_stored(store: ConfigStore, *keys: str) -> bool:
+    return store.list() == [] and all(store.history(key) == [] for key in keys)
+
+
+def _refused(attempt: Callable[[], object]) -> bool:
+    try:
+        attempt()
+    except InvalidConfigurationError:
+        return True
+    return False
+
+
+def _ops(revisions: list[ConfigRevision]) -> list[tuple[int, str, Any, str, str | None]]:
+    return [(r.version, r.operation, r.value, r.changed_by, r.change_reason) for r in revisions]
+
+
+# -- reading and writing -----------------------------------------------------------------
+
+
+def test_set_returns_the_stored_entry_and_get_reads_it(subject: Subject) -> None:
+    """set() returns version 1 with its audit fields; get() and get_entry() read it back."""
+    store = subject.store
+    entry = store.set("tone", "friendly", description="Default tone", updated_by="ops-anna")
+    assert isinstance(entry, ConfigEntry)
+    assert (entry.key, entry.value, entry.data_type, entry.description) == (
+        "tone",
+        "friendly",
+        "str",
+        "Default tone",
+    )
+    assert (entry.version, entry.updated_by) == (1, "ops-anna")
+    assert entry.created_at == entry.updated_at
+    assert entry.created_at.tzinfo is not None
+    assert store.get("tone") == "friendly"
+    assert store.get_entry("tone") == entry
+
+
+def test_absent_keys_give_the_default_or_none(subject: Subject) -> None:
+    """get() of an absent key gives None or the caller's default; get_entry() None."""
+    store = subject.store
+    assert store.get("nope") is None
+    assert store.get("nope", default=42) == 42
+    assert store.get("nope", 42) == 42
+    assert store.get_entry("nope") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "data_type"),
+    [
+        ("en-US", "str"),
+        (10**30, "int"),
+        (-7, "int"),
+        (0.1, "float"),
+        (1e300, "float"),
+        (5e-324, "float"),
+        (False, "bool"),
+        ({"nested": [1, 2.5, None, "ü"], "ok": True}, "json"),
+        ([], "json"),
+        (None, "json"),
+        ("text", "json"),
+        (3, "json"),
+    ],
+)
+def test_each_type_round_trips_with_its_python_type(
+    subject: Subject, value: Any, data_type: str
+) -> None:
+    """What goes in comes out equal, with the same Python type, and the declared data_type."""
+    entry = subject.store.set("k", value, data_type=data_type, updated_by="a")
+    got = subject.store.get("k")
+    assert got == value
+    assert type(got) is type(value)
+    assert (entry.value, entry.data_type) == (value, data_type)
+
+
+@pytest.mark.parametrize(
+    ("value", "inferred"),
+    [("x", "str"), (1, "int"), (1.5, "float"), (True, "bool"), ({"a": 1}, "json"), (None, "json")],
+)
+def test_data_type_is_inferred_for_a_new_key(subject: Subject, value: Any, inferred: str) -> None:
+    """Without data_type a new key gets the type of its value (bool before int)."""
+    assert subject.store.set("k", value, updated_by="a").data_type == inferred
+
+
+def test_values_come_back_as_jsonb_returns_them(subject: Subject) -> None:
+    """Object keys in jsonb order (by length, then bytes) and no negative zero."""
+    store = subject.store
+    store.set("j", {"ccc": 1, "bb": 2, "é": 3, "a": {"yy": 1, "x": -0.0}}, updated_by="a")
+    value = store.get("j")
+    assert list(value) == ["a", "bb", "é", "ccc"]
+    assert list(value["a"]) == ["x", "yy"]
+    assert math.copysign(1.0, value["a"]["x"]) == 1.0
+    store.set("f", -0.0, updated_by="a")
+    assert math.copysign(1.0, store.get("f")) == 1.0
+
+
+def test_a_returned_value_is_a_copy(subject: Subject) -> None:
+    """Mutating what a read returned does not change the store."""
+    store = subject.store
+    store.set("j", {"list": [1, 2]}, updated_by="a")
+    got = store.get("j")
+    got["list"].append(3)
+    got["new"] = True
+    entry = store.get_entry("j")
+    assert entry is not None
+    entry.value["list"].clear()
+    assert store.get("j") == {"list": [1, 2]}
+    assert store.history("j")[0].value == {"list": [1, 2]}
+
+
+def test_update_bumps_version_and_keeps_type_and_description(subject: Subject) -> None:
+    """Each change adds one to the version; omitted type and description are kept."""
+    store = subject.store
+    store.set("threshold", 0.5, description="Detection threshold", updated_by="a")
+    second = store.set("threshold", 0.75, updated_by="b")
+    third = store.set("threshold", 1, updated_by="c")  # an int on a float key stays a float
+    assert (second.version, third.version) == (2, 3)
+    assert (third.data_type, third.value, third.description) == (
+        "float",
+        1.0,
+        "Detection threshold",
+    )
+    assert isinstance(store.get("threshold"), float)
+    assert third.updated_by == "c"
+    assert third.created_at == second.created_at
+    assert third.updated_at >= second.updated_at >= third.created_at
+
+
+def test_explicit_data_type_changes_the_type(subject: Subject) -> None:
+    """Passing data_type on an update changes the key's type."""
+    store = subject.store
+    store.set("mode", "fast", updated_by="a")
+    entry = store.set("mode", {"speed": 3}, data_type="json", updated_by="a")
+    assert entry.data_type == "json"
+    assert store.get("mode") == {"speed": 3}
+    assert store.set("mode", "any JSON now", updated_by="a").data_type == "json"
+
+
+@pytest.mark.parametrize(
+    ("stored", "value"),
+    [("x", 5), (5, 1.5), (5, 2.0), (5, True), (1.5, "no"), (1.5, False), (True, 1), ("x", None)],
+)
+def test_a_value_not_matching_the_stored_type_is_refused(
+    subject: Subject, stored: Any, value: Any
+) -> None:
+    """Without a new data_type the stored type holds: the write is refused, nothing changes."""
+    store = subject.store
+    store.set("k", stored, updated_by="a")
+    with pytest.raises(InvalidConfigurationError) as info:
+        store.set("k", value, updated_by="b")
+    assert str(info.value) == (
+        "config.set 'k': the value does not match the key's stored data_type; "
+        "pass data_type= to change the type"
+    )
+    entry = store.get_entry("k")
+    assert entry is not None
+    assert (entry.value, entry.version) == (stored, 1)
+    assert len(store.history("k")) == 1
+
+
+def test_description_is_kept_when_omitted_and_replaced_when_given(subject: Subject) -> None:
+    """description=None keeps the stored text; a new one replaces it."""
+    store = subject.store
+    store.set("k", 1, description="first", updated_by="a")
+    assert store.set("k", 2, updated_by="a").description == "first"
+    assert store.set("k", 3, description="second", updated_by="a").description == "second"
+    assert store.set("k", 4, description="", updated_by="a").description == ""
+
+
+def test_delete_reports_whether_the_key_existed(subject: Subject) -> None:
+    """delete() is True for an existing key, then False; the key reads as absent."""
+    store = subject.store
+    store.set("obsolete", 1, updated_by="a")
+    assert store.delete("obsolete", deleted_by="b") is True
+    assert store.get("obsolete") is None
+    assert store.get_entry("obsolete") is None
+    assert store.delete("obsolete", deleted_by="b") is False
+
+
+def test_get_many_returns_the_present_keys(subject: Subject) -> None:
+    """get_many maps existing keys to values; absent and repeated keys are fine."""
+    store = subject.store
+    store.set_many({"a": 1, "b": "two", "c": [3], "f": 2.0}, updated_by="x")
+    assert store.get_many(["a", "c", "zzz", "a", "f"]) == {"a": 1, "c": [3], "f": 2.0}
+    assert isinstance(store.get_many(["f"])["f"], float)
+    assert store.get_many([]) == {}
+    assert store.get_many(iter(["b"])) == {"b": "two"}
+
+
+def test_list_by_prefix_in_key_order_with_keyset_pages(subject: Subject) -> None:
+    """list() returns the keys with the prefix, in byte order, a page at a time."""
+    store = subject.store
+    keys = ["svc.b", "svc.a", "svc.c", "other.x", "svc.d", "svcx", "svc.Z", "svc.é"]
+    for key in keys:
+        store.set(key, key, updated_by="a")
+    first = store.list("svc.", limit=2)
+    assert [e.key for e in first] == ["svc.Z", "svc.a"]
+    second = store.list("svc.", after=first[-1].key, limit=3)
+    assert [e.key for e in second] == ["svc.b", "svc.c", "svc.d"]
+    assert [e.key for e in store.list("svc.", after=second[-1].key)] == ["svc.é"]
+    assert store.list("svc.", after="svc.é") == []
+    assert [e.key for e in store.list()] == sorted(keys)
+    assert store.list()[0] == store.get_entry("other.x")
+
+
+def test_list_prefix_is_literal(subject: Subject) -> None:
+    """LIKE wildcards in a prefix match only themselves."""
+    store = subject.store
+    for key in ["a%b", "axb", "a_c"]:
+        store.set(key, 1, updated_by="a")
+    assert [e.key for e in store.list("a%")] == ["a%b"]
+    assert [e.key for e in store.list("a_")] == ["a_c"]
+    assert store.list("zzz") == []
+
+
+# -- bad input: refused before anything is written, the same error everywhere ---------------
+
+
+@pytest.mark.parametrize(
+    ("value", "data_type"),
+    [
+        (True, "int"),
+        ("5", "int"),
+        (1.5, "int"),
+        (2**53 + 1, "float"),
+        (math.nan, "float"),
+        (math.inf, "json"),
+        ({1: "a"}, "json"),
+        ((1, 2), "json"),
+        (b"x", "json"),
+        ("a\x00b", "str"),
+        ({"k": "\ud800"}, "json"),
+        pytest.param(10**4300, "int", id="int-of-4301-digits"),
+        ("x", "yaml"),
+    ],
+)
+def test_invalid_values_are_refused(subject: Subject, value: Any, data_type: str) -> None:
+    """Bad values raise InvalidConfigurationError naming the key, and write nothing."""
+    with pytest.raises(InvalidConfigurationError, match=r"^config\.set 'k': "):
+        subject.store.set("k", value, data_type=data_type, updated_by="a")
+    assert _nothing_stored(subject.store, "k")
+
+
+@pytest.mark.parametrize("key", ["", "has space", "tab\tkey", "x" * 256, "nul\x00", "\u2028", 5])
+def test_invalid_keys_are_refused_by_every_operation(subject: Subject, key: Any) -> None:
+    """Every operation taking a key refuses an invalid one."""
+    store = subject.store
+    when = subject.instant()
+    attempts = [
+        lambda: store.set(key, 1, updated_by="a"),
+        lambda: store.set_default(key, 1, updated_by="a"),
+        lambda: store.set_many({key: 1}, updated_by="a"),
+        lambda: store.get(key),
+        lambda: store.get_entry(key),
+        lambda: store.get_many([key]),
+        lambda: store.delete(key, deleted_by="a"),
+        lambda: store.history(key),
+        lambda: store.get_at(key, when),
+        lambda: store.rollback(key, to_version=1, updated_by="a"),
+        lambda: store.list(after=key),
+    ]
+    for attempt in attempts:
+        with pytest.raises(InvalidConfigurationError):
+            attempt()
+    assert store.list() == []
+
+
+@pytest.mark.parametrize("actor", ["", "   ", None, "x" * 256, "line\nbreak", "nul\x00"])
+def test_bad_actors_are_refused(subject: Subject, actor: Any) -> None:
+    """Every write needs a short, printable, non-blank actor."""
+    store = subject.store
+    store.set("k", 1, updated_by="a")
+    attempts = [
+        lambda: store.set("k", 2, updated_by=actor),
+        lambda: store.set_default("new", 2, updated_by=actor),
+        lambda: store.set_many({"k": 2}, updated_by=actor),
+        lambda: store.delete("k", deleted_by=actor),
+        lambda: store.rollback("k", to_version=1, updated_by=actor),
+    ]
+    for attempt in attempts:
+        with pytest.raises(InvalidConfigurationError):
+            attempt()
+    assert [r.version for r in store.history("k")] == [1]
+    assert store.get("new") is None
+
+
+def test_other_bad_arguments_are_refused(subject: Subject) -> None:
+    """Limits, versions, instants, prefixes, reasons, descriptions and batches are checked."""
+    store = subject.store
+    store.set("k", 1, updated_by="a")
+    naive = datetime(2026, 1, 1)  # naive on purpose
+    attempts = [
+        lambda: store.list(limit=0),
+        lambda: store.list(limit=1001),
+        lambda: store.list(limit=True),
+        lambda: store.list("\x00"),
+        lambda: store.list("x" * 256),
+        lambda: store.history("k", limit=0),
+        lambda: store.history("k", limit=1001),
+        lambda: store.history("k", before_version=0),
+        lambda: store.get_at("k", naive),
+        lambda: store.get_at("k", "2026-01-01"),
+        lambda: store.snapshot_at(naive),
+        lambda: store.snapshot_at(subject.instant(), prefix="\x00"),
+        lambda: store.set("k", 2, updated_by="a", expected_version=-1),
+        lambda: store.set("k", 2, updated_by="a", expected_version=True),
+        lambda: store.set("k", 2, updated_by="a", reason="nul\x00"),
+        lambda: store.set("k", 2, updated_by="a", description=5),
+        lambda: store.set("k", 2, updated_by="a", description="nul\x00"),
+        lambda: store.delete("k", deleted_by="a", expected_version=0),
+        lambda: store.delete("k", deleted_by="a", reason=5),
+        lambda: store.rollback("k", to_version=0, updated_by="a"),
+        lambda: store.rollback("k", to_version="1", updated_by="a"),
+        lambda: store.get_many("k"),
+        lambda: store.set_many({}, updated_by="a"),
+        lambda: store.set_many([ConfigItem("a", 1), ConfigItem("a", 2)], updated_by="a"),
+        lambda: store.set_many([("a", 1)], updated_by="a"),
+        lambda: store.set_many({f"k{i}": i for i in range(1001)}, updated_by="a"),
+    ]
+    accepted = [number for number, attempt in enumerate(attempts) if not _refused(attempt)]
+    assert accepted == []
+    assert [r.version for r in store.history("k")] == [1]
+    assert [e.key for e in store.list()] == ["k"]
+
+
+def test_error_messages_are_the_same_everywhere(subject: Subject) -> None:
+    """The messages of refused input are part of the contract (people read them)."""
+    store = subject.store
+    cases = [
+        (lambda: store.set("k", True, data_type="int", updated_by="a"),
+         "config.set 'k': value of type bool does not match data_type 'int'"),
+        (lambda: store.set("bad key", 1, updated_by="a"),
+         "key 'bad key' contains a whitespace or control character (U+0020 at position 3)"),
+        (lambda: store.list(limit=0), "limit must be an int from 1 to 1000"),
+        (lambda: store.rollback("k", to_version=0, updated_by="a"),
+         "to_version must be an int >= 1, got 0"),
+    ]  # fmt: skip
+    for attempt, message in cases:
+        with pytest.raises(InvalidConfigurationError) as info:
+            attempt()
+        assert str(info.value) == message
+
+
+# -- versions and history ---------------------------------------------------------------------
+
+
+def test_history_records_every_change_newest_first(subject: Subject) -> None:
+    """N changes give N revisions, versions 1..N, with operation, actor and reason."""
+    store = subject.store
+    store.set("k", 1, description="one", updated_by="a")
+    store.set("k", 2, updated_by="b", reason="tuning")
+    assert store.delete("k", deleted_by="c", reason="cleanup") is True
+    entry = store.set("k", 3, updated_by="d", reason="")
+    assert entry.version == 4  # re-creating continues the numbering
+    assert entry.created_at > store.history("k")[-1].changed_at
+    revisions = store.history("k")
+    assert _ops(revisions) == [
+        (4, "insert", 3, "d", None),  # an empty reason is no reason
+        (3, "delete", 2, "c", "cleanup"),  # a deletion keeps what the key held
+        (2, "update", 2, "b", "tuning"),
+        (1, "insert", 1, "a", None),
+    ]
+    assert all(isinstance(r, ConfigRevision) for r in revisions)
+    deletion = revisions[1]
+    assert (deletion.data_type, deletion.description) == ("int", "one")
+    assert revisions[3].changed_at == store.history("k")[3].changed_at
+    assert [r.changed_at for r in revisions] == sorted(
+        (r.changed_at for r in revisions), reverse=True
+    )
+    assert len({r.revision for r in revisions}) == 4
+    assert [r.revision for r in revisions] == sorted((r.revision for r in revisions), reverse=True)
+
+
+def test_history_pages_with_limit_and_before_version(subject: Subject) -> None:
+    """limit and before_version page through a long history, newest first."""
+    store = subject.store
+    for i in range(7):
+        store.set("k", i, updated_by="a")
+    first = store.history("k", limit=3)
+    assert [r.version for r in first] == [7, 6, 5]
+    second = store.history("k", limit=3, before_version=first[-1].version)
+    assert [r.version for r in second] == [4, 3, 2]
+    assert [r.version for r in store.history("k", before_version=2)] == [1]
+    assert store.history("k", before_version=1) == []
+    assert store.history("absent") == []
+
+
+def test_history_of_a_write_matches_the_entry(subject: Subject) -> None:
+    """The newest revision holds exactly what set() returned."""
+    store = subject.store
+    entry = store.set("k", {"a": [1]}, description="d", updated_by="ops", reason="why")
+    latest = store.history("k")[0]
+    assert (latest.key, latest.version, latest.value, latest.data_type) == (
+        "k",
+        entry.version,
+        entry.value,
+        entry.data_type,
+    )
+    assert (latest.description, latest.changed_by, latest.changed_at) == (
+        "d",
+        "ops",
+        entry.updated_at,
+    )
+
+
+# -- rollback ---------------------------------------------------------------------------------
+
+
+def test_rollback_writes_a_new_version_with_the_old_content(subject: Subject) -> None:
+    """rollback copies value, type and description of an old version into a new one."""
+    store = subject.store
+    store.set("mode", "fast", updated_by="a")  # no description
+    store.set("mode", {"speed": 9}, data_type="json", description="second", updated_by="b")
+    entry = store.rollback("mode", to_version=1, updated_by="ops", reason="bad deploy")
+    assert (entry.value, entry.data_type, entry.description) == ("fast", "str", None)
+    assert (entry.version, entry.updated_by) == (3, "ops")
+    assert _ops(store.history("mode")) == [
+        (3, "update", "fast", "ops", "bad deploy"),
+        (2, "update", {"speed": 9}, "b", None),
+        (1, "insert", "fast", "a", None),
+    ]
+    assert store.get_entry("mode") == entry
+
+
+def test_rollback_restores_a_deleted_key(subject: Subject) -> None:
+    """Rolling back to a version from before a delete re-creates the key."""
+    store = subject.store
+    store.set("k", 5, description="five", updated_by="a")
+    store.delete("k", deleted_by="a")
+    entry = store.rollback("k", to_version=1, updated_by="ops")
+    assert (entry.value, entry.version, entry.description) == (5, 3, "five")
+    assert [r.operation for r in store.history("k")] == ["insert", "delete", "insert"]
+
+
+@pytest.mark.parametrize("to_version", [2, 3, 99])
+def test_rollback_to_a_missing_or_deletion_version_is_refused(
+    subject: Subject, to_version: int
+) -> None:
+    """A version that never existed, or is a deletion, cannot be rolled back to."""
+    store = subject.store
+    store.set("k", 1, updated_by="a")
+    store.delete("k", deleted_by="a")  # version 2 is the deletion
+    with pytest.raises(InvalidConfigurationError) as info:
+        store.rollback("k", to_version=to_version, updated_by="ops")
+    assert str(info.value) == (
+        f"'k' has no version {to_version} to roll back to "
+        "(it never existed, or that version is a deletion)"
+    )
+    assert store.get("k") is None
+    assert len(store.history("k")) == 2
+    with pytest.raises(InvalidConfigurationError, match="no version 1"):
+        store.rollback("never", to_version=1, updated_by="ops")
+
+
+# -- point-in-time reads ----------------------------------------------------------------------
+
+
+def test_get_at_and_snapshot_at_see_each_instant(subject: Subject) -> None:
+    """Point-in-time reads see each key as it was between its changes (store's own clock)."""
+    store = subject.store
+    before_all = subject.instant()
+    store.set("svc.lang", "en", updated_by="a")
+    store.set("svc.tone", "formal", updated_by="a")
+    store.set("other", 1, updated_by="a")
+    t1 = subject.instant()
+    store.set("svc.lang", "fr", updated_by="a")
+    store.delete("svc.tone", deleted_by="a")
+    t2 = subject.instant()
+    store.rollback("svc.tone", to_version=1, updated_by="a")
+    t3 = subject.instant()
+
+    assert store.get_at("svc.lang", before_all) is None
+    assert store.get_at("svc.lang", t1) == "en"
+    assert store.get_at("svc.lang", t2) == "fr"
+    assert store.get_at("svc.tone", t1) == "formal"
+    assert store.get_at("svc.tone", t2) is None  # deleted by then
+    assert store.get_at("svc.tone", t3) == "formal"
+    assert store.get_at("never", t3) is None
+    assert store.snapshot_at(before_all) == {}
+    assert store.snapshot_at(t1, prefix="svc.") == {"svc.lang": "en", "svc.tone": "formal"}
+    assert store.snapshot_at(t2) == {"other": 1, "svc.lang": "fr"}
+    assert list(store.snapshot_at(t3)) == ["other", "svc.lang", "svc.tone"]
+    assert store.snapshot_at(t3 + timedelta(days=1), prefix="svc.t") == {"svc.tone": "formal"}
+
+
+def test_point_in_time_reads_keep_types(subject: Subject) -> None:
+    """A float key written with an int reads back as a float, also in the past."""
+    store = subject.store
+    store.set("f", 1.5, updated_by="a")
+    store.set("f", 2, updated_by="a")
+    now = subject.instant()
+    assert isinstance(store.get_at("f", now), float)
+    assert isinstance(store.snapshot_at(now)["f"], float)
+
+
+# -- optimistic concurrency -------------------------------------------------------------------
+
+
+def test_expected_version_conflicts_report_the_current_version(subject: Subject) -> None:
+    """A stale expected_version is refused with the version found, and changes nothing."""
+    store = subject.store
+    store.set("k", 1, updated_by="a")
+    store.set("k", 2, updated_by="a")
+    with pytest.raises(ConcurrentModificationError) as info:
+        store.set("k", 3, updated_by="b", expected_version=1)
+    error = info.value
+    assert (error.key, error.expected_version, error.current_version) == ("k", 1, 2)
+    assert (
+        str(error) == "'k' is at version 2, not at the expected version 1: read it again and retry"
+    )
+    assert isinstance(error, ConfigurationAccessError)
+    entry = store.set("k", 3, description="d", updated_by="b", expected_version=2, reason="r")
+    assert (entry.value, entry.version, entry.description) == (3, 3, "d")
+    assert store.history("k")[0].change_reason == "r"
+    assert len(store.history("k")) == 3
+
+
+def test_expected_version_zero_means_create_only(subject: Subject) -> None:
+    """expected_version=0 creates the key, and refuses if it exists."""
+    store = subject.store
+    entry = store.set("k", 1, description="d", updated_by="a", expected_version=0)
+    assert (entry.version, entry.data_type, entry.description) == (1, "int", "d")
+    with pytest.raises(ConcurrentModificationError) as info:
+        store.set("k", 2, updated_by="b", expected_version=0)
+    assert (info.value.expected_version, info.value.current_version) == (0, 1)
+    assert store.get("k") == 1
+    store.delete("k", deleted_by="a")
+    assert store.set("k", "x", updated_by="a", expected_version=0).version == 3
+
+
+def test_expected_version_on_an_absent_key_finds_version_zero(subject: Subject) -> None:
+    """Replacing or deleting an absent key at a version is a conflict at 0."""
+    store = subject.store
+    with pytest.raises(ConcurrentModificationError) as info:
+        store.set("ghost", 1, updated_by="a", expected_version=3)
+    assert (info.value.expected_version, info.value.current_version) == (3, 0)
+    assert str(info.value) == (
+        "'ghost' does not exist, not at the expected version 3: read it again and retry"
+    )
+    with pytest.raises(ConcurrentModificationError) as info:
+        store.delete("ghost", deleted_by="a", expected_version=1)
+    assert (info.value.expected_version, info.value.current_version) == (1, 0)
+    assert _nothing_stored(store, "ghost")
+
+
+def test_conditional_delete(subject: Subject) -> None:
+    """delete with expected_version removes only the version the caller saw."""
+    store = subject.store
+    store.set("k", 1, updated_by="a")
+    store.set("k", 2, updated_by="a")
+    with pytest.raises(ConcurrentModificationError) as info:
+        store.delete("k", deleted_by="a", expected_version=1)
+    assert (info.value.expected_version, info.value.current_version) == (1, 2)
+    assert store.delete("k", deleted_by="b", expected_version=2, reason="gone") is True
+    assert _ops(store.history("k", limit=1)) == [(3, "delete", 2, "b", "gone")]
+
+
+def test_expected_version_checks_the_version_before_the_type(subject: Subject) -> None:
+    """A stale version is a conflict even when the value would not fit the stored type."""
+    store = subject.store
+    store.set("k", "text", updated_by="a")
+    with pytest.raises(ConcurrentModificationError):
+        store.set("k", 5, updated_by="a", expected_version=7)
+    with pytest.raises(InvalidConfigurationError, match="stored data_type"):
+        store.set("k", 5, updated_by="a", expected_version=1)
+    entry = store.set("k", 5, data_type="int", updated_by="a", expected_version=1)
+    assert (entry.value, entry.data_type, entry.version) == (5, "int", 2)
+
+
+# -- set_default and set_many -----------------------------------------------------------------
+
+
+def test_set_default_inserts_once_and_returns_the_stored_entry(subject: Subject) -> None:
+    """set_default writes only when absent and returns what is stored, unchanged."""
+    store = subject.store
+    first = store.set_default("lang", "en", description="Language", updated_by="a")
+    assert (first.version, first.description, first.updated_by) == (1, "Language", "a")
+    assert store.set_default("lang", 5, data_type="int", updated_by="b") == first
+    assert store.get("lang") == "en"
+    assert [r.version for r in store.history("lang")] == [1]
+    store.delete("lang", deleted_by="a")
+    assert store.set_default("lang", 1.0, updated_by="c").version == 3
+    assert store.get_entry("lang").data_type == "float"  # type: ignore[union-attr]
+
+
+def test_set_many_is_all_or_nothing_in_one_revision(subject: Subject) -> None:
+    """set_many writes every item in one revision, in key order; a bad item writes nothing."""
+    store = subject.store
+    entries = store.set_many(
+        [ConfigItem("b", 2.5, data_type="float", description="bee"), ConfigItem("a", "x")],
+        updated_by="ops",
+        reason="release 7",
+    )
+    assert [(e.key, e.value, e.version, e.description) for e in entries] == [
+        ("a", "x", 1, None),
+        ("b", 2.5, 1, "bee"),
+    ]
+    assert entries[0].updated_at == entries[1].updated_at
+    history = [store.history(key)[0] for key in ("a", "b")]
+    assert history[0].revision == history[1].revision
+    assert [r.change_reason for r in history] == ["release 7", "release 7"]
+
+    with pytest.raises(InvalidConfigurationError):
+        store.set_many({"a": "y", "c": float("nan")}, updated_by="ops")
+    with pytest.raises(InvalidConfigurationError, match="stored data_type"):
+        store.set_many({"a": "y", "b": "not a float", "c": 1}, updated_by="ops")
+    assert store.get_many(["a", "b", "c"]) == {"a": "x", "b": 2.5}
+    assert [len(store.history(key)) for key in ("a", "b", "c")] == [1, 1, 0]
+
+    updated = store.set_many({"b": 3, "c": True}, updated_by="ops")  # b stays a float
+    assert [(e.key, e.value, e.data_type, e.version) for e in updated] == [
+        ("b", 3.0, "float", 2),
+        ("c", True, "bool", 1),
+    ]
+    assert updated[0].description == "bee"
+    assert store.history("b")[0].revision > history[0].revision
+
+
+# -- transactions -----------------------------------------------------------------------------
+
+
+def test_a_transaction_commits_together_with_one_revision(subject: Subject) -> None:
+    """Changes in a transaction appear together, share a revision and an instant."""
+    store = subject.store
+    store.set("b", 0, updated_by="ops")
+    with subject.transaction() as tx:
+        tx.set("a", 1, updated_by="ops")
+        tx.set("b", 2, updated_by="ops", reason="batch")
+        tx.set("a", 3, updated_by="ops")
+        assert tx.get("a") == 3  # its own writes are visible inside
+        assert tx.get_entry("a").version == 2  # type: ignore[union-attr]
+        assert [r.version for r in tx.history("a")] == [2, 1]
+        assert store.get("a") is None  # and nowhere else until the end
+    assert store.get_many(["a", "b"]) == {"a": 3, "b": 2}
+    changes = store.history("a") + store.history("b")[:1]
+    assert len({r.revision for r in changes}) == 1
+    assert len({r.changed_at for r in changes}) == 1
+    assert store.history("b")[1].revision < changes[0].revision
+    store.set("c", 1, updated_by="ops")
+    assert store.history("c")[0].revision > changes[0].revision
+
+
+def test_a_transaction_rolls_back_on_an_exception(subject: Subject) -> None:
+    """An exception in the block discards every change made in it."""
+    store = subject.store
+    store.set("a", 1, updated_by="ops")
+    store.set("b", 2, updated_by="ops")
+
+    def change_then_fail() -> None:
+        with subject.transaction() as tx:
+            tx.set("a", 10, updated_by="ops")
+            tx.delete("b", deleted_by="ops")
+            tx.set_many({"c": 1, "d": 2}, updated_by="ops")
+            raise RuntimeError("abort")
+
+    with pytest.raises(RuntimeError, match="abort"):
+        change_then_fail()
+    assert store.get_many(["a", "b", "c", "d"]) == {"a": 1, "b": 2}
+    assert [len(store.history(key)) for key in "abcd"] == [1, 1, 0, 0]
+    assert store.set("a", 11, updated_by="ops").version == 2
+
+
+def test_a_failed_statement_aborts_the_transaction(subject: Subject) -> None:
+    """After a statement failed inside a transaction the rest are refused; nothing is applied."""
+    store = subject.store
+    store.set("s", "text", updated_by="ops")
+    with subject.transaction() as tx:
+        tx.set("a", 1, updated_by="ops")
+        with pytest.raises(InvalidConfigurationError, match="stored data_type"):
+            tx.set("s", 5, updated_by="ops")
+        with pytest.raises(ConfigurationAccessError) as info:
+            tx.get("a")
+        assert str(info.value) == (
+            "config.get 'a' failed: current transaction is aborted, "
+            "commands ignored until end of transaction block"
+        )
+        assert tx.get_many([]) == {}  # nothing sent, nothing refused
+    assert store.get_many(["a", "s"]) == {"s": "text"}
+
+
+def test_refused_input_does_not_abort_a_transaction(subject: Subject) -> None:
+    """Input refused before any SQL, conflicts and missing versions leave the transaction usable."""
+    store = subject.store
+    store.set("k", 1, updated_by="ops")
+    with subject.transaction() as tx:
+        with pytest.raises(InvalidConfigurationError):
+            tx.set("bad key", 1, updated_by="ops")
+        with pytest.raises(ConcurrentModificationError):
+            tx.set("k", 2, updated_by="ops", expected_version=5)
+        with pytest.raises(InvalidConfigurationError, match="no version 9"):
+            tx.rollback("k", to_version=9, updated_by="ops")
+        assert tx.set_default("k", 0, updated_by="ops").value == 1
+        tx.set("k", 2, updated_by="ops", expected_version=1)
+    assert store.get("k") == 2
+
+
+# -- lifecycle and logging --------------------------------------------------------------------
+
+
+def test_a_closed_store_refuses_to_work(subject: Subject) -> None:
+    """After close(), calls raise DatabaseConnectionError."""
+    subject.store.set("k", 1, updated_by="a")
+    subject.close()
+    with pytest.raises(DatabaseConnectionError):
+        subject.store.get("k")
+    with pytest.raises(DatabaseConnectionError):
+        subject.store.set("k", 2, updated_by="a")
+
+
+def test_each_operation_logs_one_event(subject: Subject) -> None:
+    """The same structured events, with the same outcomes, whatever the store."""
+    store = subject.store
+    with capture_logs() as logs:
+        store.set("k", 1, updated_by="a")
+        store.get("k")
+        store.get("absent")
+        with pytest.raises(ConcurrentModificationError):
+            store.set("k", 2, updated_by="a", expected_version=0)
+        with pytest.raises(InvalidConfigurationError):
+            store.set("k", "x", updated_by="a")
+        store.delete("k", deleted_by="a")
+    events = [(e["event"], e["outcome"]) for e in logs if e["event"] != "config.open"]
+    assert events == [
+        ("config.set", "ok"),
+        ("config.get", "hit"),
+        ("config.get", "miss"),
+        ("config.set", "conflict"),
+        ("config.set", "error"),
+        ("config.delete", "deleted"),
+    ]
