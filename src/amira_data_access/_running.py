@@ -14,7 +14,8 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
 
 import psycopg
 from psycopg.rows import tuple_row
@@ -25,7 +26,15 @@ from .errors import ConfigurationAccessError
 from .logging import get_logger
 from .settings import parse_dsn
 
-__all__ = ["Attempts", "IdleTracker", "PoolSettings", "pool_settings", "tuple_rows"]
+__all__ = [
+    "AsyncLifecycle",
+    "Attempts",
+    "IdleTracker",
+    "Lifecycle",
+    "PoolSettings",
+    "pool_settings",
+    "tuple_rows",
+]
 
 T = TypeVar("T")
 
@@ -89,6 +98,54 @@ def pool_settings(
             "name": POOL_NAME,
         },
     )
+
+
+class Lifecycle:
+    """``with store:`` opens the store and closes it at the end of the block."""
+
+    def open(self) -> None:
+        """Get ready (connect); subclasses say how."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release everything; subclasses say how."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncLifecycle:
+    """``async with store:`` opens the store and closes it at the end of the block."""
+
+    async def open(self) -> None:
+        """Get ready (connect); subclasses say how."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release everything; subclasses say how."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
 
 
 class IdleTracker:

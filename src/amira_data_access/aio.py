@@ -19,7 +19,6 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import psycopg
@@ -30,7 +29,7 @@ from . import migrations
 from ._calls import Call
 from ._operations import Operation
 from ._retry import NO_RETRY, RetryPolicy
-from ._running import Attempts, IdleTracker, pool_settings, tuple_rows
+from ._running import AsyncLifecycle, Attempts, IdleTracker, pool_settings, tuple_rows
 from .dal import APPLICATION_NAME
 from .entries import ConfigEntry, ConfigItem, ConfigRevision
 from .errors import DatabaseConnectionError
@@ -208,7 +207,7 @@ class AsyncConfigTransaction(_AsyncConfigOperations):
         return attempts.value
 
 
-class AsyncConfigDAL(_AsyncConfigOperations):
+class AsyncConfigDAL(_AsyncConfigOperations, AsyncLifecycle):
     """:class:`~amira_data_access.dal.ConfigDAL` for asyncio: the same options and methods,
     awaited, over a ``psycopg_pool.AsyncConnectionPool``.
 
@@ -293,18 +292,6 @@ class AsyncConfigDAL(_AsyncConfigOperations):
         """Close the pool and its connections; the DAL cannot be used afterwards."""
         self._closed = True
         await self._pool.close()
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- running calls ---------------------------------------------------------------
 

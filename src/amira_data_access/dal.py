@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import psycopg
@@ -25,7 +24,7 @@ from . import migrations
 from ._calls import Call
 from ._operations import Operation
 from ._retry import NO_RETRY, RetryPolicy
-from ._running import Attempts, IdleTracker, pool_settings, tuple_rows
+from ._running import Attempts, IdleTracker, Lifecycle, pool_settings, tuple_rows
 from .entries import ConfigEntry, ConfigItem, ConfigRevision
 from .errors import DatabaseConnectionError
 from .queries import config_queries
@@ -228,7 +227,7 @@ class ConfigTransaction(_ConfigOperations):
             return super()._send(conn, call)
 
 
-class ConfigDAL(_ConfigOperations):
+class ConfigDAL(_ConfigOperations, Lifecycle):
     """Typed, audited access to ``amira_config.configurations`` over a connection pool.
 
     The pool opens on first use (or :meth:`open`) and is closed by :meth:`close`
@@ -312,18 +311,6 @@ class ConfigDAL(_ConfigOperations):
         with self._open_lock:
             self._closed = True
             self._pool.close()
-
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- running calls ---------------------------------------------------------------
 

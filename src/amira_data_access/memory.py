@@ -31,14 +31,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, TypeVar
 
 import psycopg_pool
 
 from . import migrations
 from ._calls import Call
 from ._operations import Operation
+from ._running import AsyncLifecycle, Lifecycle
 from .aio import _AsyncConfigOperations
 from .dal import _ConfigOperations
 from .errors import DatabaseConnectionError
@@ -499,7 +499,7 @@ class InMemoryTransaction(_ConfigOperations):
         return call.finish(_answer(call, self._tables, self._session))
 
 
-class InMemoryConfigStore(_ConfigOperations):
+class InMemoryConfigStore(_ConfigOperations, Lifecycle):
     """A :class:`~amira_data_access.dal.ConfigDAL` in process memory: the fake for unit tests.
 
     ::
@@ -537,18 +537,6 @@ class InMemoryConfigStore(_ConfigOperations):
     def close(self) -> None:
         """Refuse further use, like a closed DAL (the data is kept for inspection)."""
         self._closed = True
-
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def migrate(self) -> _MigrationList:
         """Nothing to migrate: returns ``[]`` (no migration applied)."""
@@ -620,7 +608,7 @@ class AsyncInMemoryTransaction(_AsyncConfigOperations):
         return self._inner._run(call)
 
 
-class AsyncInMemoryConfigStore(_AsyncConfigOperations):
+class AsyncInMemoryConfigStore(_AsyncConfigOperations, AsyncLifecycle):
     """:class:`InMemoryConfigStore` for asyncio services: the fake for an ``AsyncConfigDAL``.
 
     The same store behind coroutines (nothing here waits). ``store.sync`` is
@@ -649,18 +637,6 @@ class AsyncInMemoryConfigStore(_AsyncConfigOperations):
     async def close(self) -> None:
         """Refuse further use, like a closed DAL."""
         self.sync.close()
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def migrate(self) -> _MigrationList:
         """Nothing to migrate: returns ``[]``."""
