@@ -24,6 +24,12 @@ SELECT key, value, data_type
   FROM amira_config.configurations
  WHERE key = ANY(:keys);
 
+-- name: get_configurations(keys)
+-- Fetch the stored rows of many keys in one round trip (the cache fills from these).
+SELECT key, value, data_type, description, version, created_at, updated_at, updated_by
+  FROM amira_config.configurations
+ WHERE key = ANY(:keys);
+
 -- name: list_configurations(prefix, after, limit)
 -- Keys starting with :prefix, after the key :after (keyset pagination), in key order.
 SELECT key, value, data_type, description, version, created_at, updated_at, updated_by

@@ -5,9 +5,10 @@ Public surface (everything else is private and may change):
 
 from ._retry import RetryPolicy
 from .aio import AsyncConfigDAL, AsyncConfigTransaction
+from .cache import CachedConfigDAL
 from .codec import DATA_TYPES, DataType
-from .dal import ConfigDAL, ConfigTransaction
-from .entries import ConfigEntry, ConfigItem, ConfigRevision
+from .dal import ConfigDAL, ConfigTransaction, Health
+from .entries import ConfigChange, ConfigEntry, ConfigItem, ConfigRevision
 from .errors import (
     ConcurrentModificationError,
     ConfigurationAccessError,
@@ -30,7 +31,9 @@ __all__ = [
     "AsyncConfigStore",
     "AsyncConfigTransaction",
     "AsyncInMemoryConfigStore",
+    "CachedConfigDAL",
     "ConcurrentModificationError",
+    "ConfigChange",
     "ConfigDAL",
     "ConfigEntry",
     "ConfigItem",
@@ -41,6 +44,7 @@ __all__ = [
     "DataType",
     "DatabaseConnectionError",
     "DatabaseSettings",
+    "Health",
     "InMemoryConfigStore",
     "InvalidConfigurationError",
     "MigrationError",

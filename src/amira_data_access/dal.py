@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self, TypeVar
 
@@ -22,23 +23,42 @@ from psycopg_pool import ConnectionPool
 from . import _calls as calls
 from . import migrations
 from ._calls import Call
-from ._operations import Operation
+from ._operations import Operation, set_params
 from ._retry import NO_RETRY, RetryPolicy
 from ._running import Attempts, IdleTracker, Lifecycle, pool_settings, tuple_rows
-from .entries import ConfigEntry, ConfigItem, ConfigRevision
-from .errors import DatabaseConnectionError
-from .queries import config_queries
+from .codec import validate_prefix
+from .entries import ConfigChange, ConfigEntry, ConfigItem, ConfigRevision
+from .errors import ConfigurationAccessError, DatabaseConnectionError
+from .queries import change_queries, config_queries
 from .settings import conninfo_from_env
+from .watch import ChangeFeed, ChangeStream, Subscription
 
-__all__ = ["ConfigDAL", "ConfigTransaction"]
+__all__ = ["ConfigDAL", "ConfigTransaction", "Health"]
 
 APPLICATION_NAME = "amira-data-access"
+_LISTENER_NAME = "amira-data-access listener"
 T = TypeVar("T")
+_UNSET: Any = object()  # "no default passed" (None is a valid default)
 
 # ``list`` is also a method name inside the classes: spell the types out here.
 _EntryList = list[ConfigEntry]
 _RevisionList = list[ConfigRevision]
 _MigrationList = list[migrations.Migration]
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What :meth:`ConfigDAL.health` found (None: not applicable / not known)."""
+
+    reachable: bool
+    latency_ms: float
+    server_version: str | None
+    schema_up_to_date: bool
+    pool: dict[str, int]
+    listener_connected: bool | None  # None: no change feed in use
+    cache_size: int | None  # None: no cache
+    cache_age_seconds: float | None  # since the cache's feed last (re)synchronised
+    error: str | None = None
 
 
 class _IdleConnectionCheck(IdleTracker):
@@ -275,6 +295,8 @@ class ConfigDAL(_ConfigOperations, Lifecycle):
         self._open_lock = threading.Lock()
         self._opened = False
         self._closed = False
+        self._feed: ChangeFeed | None = None
+        self._defaults: dict[str, Any] = {}
 
     @classmethod
     def from_env(cls, **options: Any) -> Self:
@@ -307,10 +329,13 @@ class ConfigDAL(_ConfigOperations, Lifecycle):
             operation.done(target=self.target, level="info")
 
     def close(self) -> None:
-        """Close the pool and its connections; the DAL cannot be used afterwards."""
+        """Close the pool, the change feed and their connections; the DAL cannot be used again."""
         with self._open_lock:
             self._closed = True
-            self._pool.close()
+            feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.close()
+        self._pool.close()
 
     # -- running calls ---------------------------------------------------------------
 
@@ -358,6 +383,104 @@ class ConfigDAL(_ConfigOperations, Lifecycle):
         or roll back. The connection must reach a database with the schema.
         """
         return ConfigTransaction(conn, self._queries, self._secrets)
+
+    # -- defaults --------------------------------------------------------------------
+
+    def get(self, key: str, default: Any = _UNSET) -> Any:
+        """The value of ``key``; when absent, ``default`` if given, else its registered default.
+
+        (See :meth:`register_defaults`; with neither, None.)
+        """
+        if default is _UNSET:
+            default = self._defaults.get(key)
+        return super().get(key, default)
+
+    def register_defaults(self, defaults: Mapping[str, Any]) -> None:
+        """Values :meth:`get` returns for absent keys (in-process only; see ensure_defaults)."""
+        for key, value in defaults.items():
+            set_params(key, value, data_type=None, description=None, updated_by="-")  # validate
+        self._defaults = {**self._defaults, **defaults}
+
+    def ensure_defaults(self, *, updated_by: str) -> _EntryList:
+        """Write each registered default whose key is absent (race-free); return stored entries."""
+        return [
+            self.set_default(key, value, updated_by=updated_by)
+            for key, value in self._defaults.items()
+        ]
+
+    # -- change feed -----------------------------------------------------------------
+
+    def _live_change_feed(self) -> ChangeFeed:
+        """The feed, waited for (up to connect_timeout) so changes after this call are seen."""
+        feed = self._change_feed()
+        feed.wait_connected(self._connect_timeout)
+        return feed
+
+    def _change_feed(self) -> ChangeFeed:
+        with self._open_lock:
+            if self._closed:
+                raise DatabaseConnectionError("this ConfigDAL is closed")
+            if self._feed is None:
+                # Its own application_name, so operators can tell it from pool sessions.
+                kwargs = {**self._connect_kwargs, "application_name": _LISTENER_NAME}
+                self._feed = ChangeFeed(self._conninfo, kwargs)
+            return self._feed
+
+    def watch(self, prefix: str = "") -> ChangeStream:
+        """An iterator of committed changes to keys starting with ``prefix``::
+
+            with dal.watch("amira.chat.") as changes:
+                for change in changes:
+                    print(change.key, change.version, change.operation)
+
+        Changes made by any process, and by raw SQL, are seen: every change
+        committed after this call returns (if the server is unreachable now, after
+        the listener first connects). The listener reconnects by itself and
+        re-reads from the history what it missed meanwhile.
+        """
+        validate_prefix(prefix)
+        stream = ChangeStream(self._change_feed(), prefix)
+        self._live_change_feed()
+        return stream
+
+    def subscribe(self, callback: Callable[[ConfigChange], None], prefix: str = "") -> Subscription:
+        """Call ``callback(change)`` on the listener thread for each change under ``prefix``.
+
+        Keep callbacks short (they run one after another); an exception in one is
+        logged and does not stop the others. ``close()`` the result to unsubscribe.
+        """
+        validate_prefix(prefix)
+        subscription = self._change_feed().subscribe(callback, prefix)
+        self._live_change_feed()
+        return subscription
+
+    # -- health ----------------------------------------------------------------------
+
+    def health(self) -> Health:
+        """Reachability, latency, server version, schema state, pool and listener state."""
+        started = time.perf_counter()
+        reachable, version, schema_ready, error = False, None, False, None
+        try:
+            if not self._opened:
+                self.open()
+            with self._pool.connection() as conn:
+                version, tables_exist = change_queries().server_health(conn)
+            reachable = True
+            schema_ready = bool(tables_exist) and migrations.status(self._conninfo).up_to_date
+        except (ConfigurationAccessError, psycopg.Error) as exc:
+            error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        feed = self._feed
+        return Health(
+            reachable=reachable,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            server_version=version,
+            schema_up_to_date=schema_ready,
+            pool=dict(self._pool.get_stats()) if self._opened else {},
+            listener_connected=feed.connected if feed is not None else None,
+            cache_size=None,
+            cache_age_seconds=None,
+            error=error,
+        )
 
     # -- schema --------------------------------------------------------------------
 

@@ -9,7 +9,14 @@ from typing import Any, Literal
 
 from .codec import DataType, decode_value
 
-__all__ = ["ConfigEntry", "ConfigItem", "ConfigRevision", "entry_from_row", "revision_from_row"]
+__all__ = [
+    "ConfigChange",
+    "ConfigEntry",
+    "ConfigItem",
+    "ConfigRevision",
+    "entry_from_row",
+    "revision_from_row",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +93,14 @@ class ConfigItem:
     value: Any
     data_type: DataType | None = None
     description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChange:
+    """A committed change announced by the database (the value is not included: read it)."""
+
+    key: str
+    version: int
+    operation: Literal["insert", "update", "delete"]
+    changed_by: str
+    revision: int

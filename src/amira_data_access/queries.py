@@ -21,6 +21,7 @@ __all__ = [
     "CONFIG_QUERY_NAMES",
     "MigrationQueries",
     "async_config_queries",
+    "change_queries",
     "config_queries",
     "migration_queries",
 ]
@@ -99,6 +100,7 @@ CONFIG_QUERY_NAMES: Final = frozenset(
         "get_configuration",
         "get_configuration_value",
         "get_configuration_values",
+        "get_configurations",
         "list_configurations",
         "upsert_configuration",
         "upsert_configurations",
@@ -143,3 +145,8 @@ def async_config_queries() -> Any:
 def migration_queries() -> MigrationQueries:
     """The migration runner's queries, typed."""
     return cast(MigrationQueries, _load())
+
+
+def change_queries() -> Any:
+    """The change feed's queries (queries/changes.sql), called by name from watch.py."""
+    return _load()

@@ -1,0 +1,254 @@
+"""The change feed: LISTEN for committed changes, and never miss one across reconnects.
+
+The database announces every committed change (migrations/0003). A
+:class:`ChangeFeed` keeps one listening connection on a background thread and
+hands each :class:`~amira_data_access.entries.ConfigChange` to its subscribers.
+
+Reconnecting without losing changes
+-----------------------------------
+While the connection is down, announcements are lost, so on every (re)connect
+the feed first LISTENs, then takes a snapshot (``pg_current_snapshot()``), and
+reads from the history every change *visible in the new snapshot but not in the
+snapshot of the previous connection*. That is exactly the set that committed
+while we may not have been listening: anything committing later is announced
+to the new LISTEN. Visibility is what matters, not revision numbers: a
+transaction can draw revision 5, another revision 6 and commit first; "all
+revisions after the last one I saw (6)" would skip 5 for ever, while 5 is
+simply not visible yet in the snapshot and arrives later by NOTIFY or by the
+next resync. A change may be delivered twice around a reconnect (at least once);
+duplicates of a (key, version) already delivered are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Self
+
+import psycopg
+
+from .entries import ConfigChange
+from .logging import get_logger
+from .queries import change_queries
+
+__all__ = ["ChangeFeed", "ChangeStream", "Subscription"]
+
+CHANNEL = "amira_config_changes"
+_POLL_SECONDS = 0.5  # how often the listener checks for stop requests
+_PING_AFTER_IDLE = 5.0  # a silent connection is pinged, so a dead one is noticed
+_RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+ChangeCallback = Callable[[ConfigChange], None]
+
+
+class Subscription:
+    """A callback registered on a feed; :meth:`close` unregisters it."""
+
+    def __init__(self, feed: ChangeFeed, callback: ChangeCallback, prefix: str) -> None:
+        self._feed = feed
+        self.callback = callback
+        self.prefix = prefix
+
+    def close(self) -> None:
+        """Stop receiving changes."""
+        self._feed.unsubscribe(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class ChangeStream:
+    """An iterator of changes (``for change in dal.watch(): …``); close it when done."""
+
+    def __init__(self, feed: ChangeFeed, prefix: str) -> None:
+        self._queue: queue.SimpleQueue[ConfigChange] = queue.SimpleQueue()
+        self._subscription = feed.subscribe(self._queue.put, prefix)
+
+    def __iter__(self) -> Iterator[ConfigChange]:
+        return self
+
+    def __next__(self) -> ConfigChange:
+        return self._queue.get()
+
+    def next(self, timeout: float | None = None) -> ConfigChange | None:
+        """The next change, waiting at most ``timeout`` seconds (None: no change came)."""
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        """Stop the stream."""
+        self._subscription.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class ChangeFeed:
+    """One listening connection on a background thread, reconnecting, fanning out changes.
+
+    ``on_resync`` is called after every (re)connect with the changes found
+    missed (possibly none): a cache uses it to know the feed is healthy again.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        connect_kwargs: dict[str, Any],
+        *,
+        on_state: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._conninfo = conninfo
+        self._connect_kwargs = {**connect_kwargs, "autocommit": True}
+        self._on_state = on_state
+        self._subscriptions: list[Subscription] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._snapshot: str | None = None  # of the previous connection
+        self._delivered: set[tuple[str, int]] = set()  # since that snapshot
+        self._connected = threading.Event()
+        self.last_sync: float | None = None  # monotonic time of the last (re)connect
+
+    # -- public --------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Whether the listener is connected and has caught up."""
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until the listener is connected (True) or ``timeout`` passes (False)."""
+        self.start()
+        return self._connected.wait(timeout)
+
+    def subscribe(self, callback: ChangeCallback, prefix: str = "") -> Subscription:
+        """Call ``callback`` (on the feed's thread) for each change of a key with ``prefix``."""
+        subscription = Subscription(self, callback, prefix)
+        with self._lock:
+            self._subscriptions = [*self._subscriptions, subscription]
+        self.start()
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Remove a subscription (no-op if already removed)."""
+        with self._lock:
+            self._subscriptions = [s for s in self._subscriptions if s is not subscription]
+
+    def start(self) -> None:
+        """Start the listener thread (idempotent)."""
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(
+                    target=self._run, name="amira-config-feed", daemon=True
+                )
+                self._thread.start()
+
+    def close(self) -> None:
+        """Stop the listener thread and close its connection."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=10)
+
+    # -- the listener thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, **self._connect_kwargs) as conn:
+                    attempt = 0
+                    self._listen(conn)
+            except psycopg.Error as exc:
+                self._set_connected(False)
+                if self._stop.is_set():
+                    return
+                get_logger().warning(
+                    "config.watch",
+                    outcome="disconnected",
+                    error=str(exc).strip().splitlines()[0] if str(exc).strip() else "lost",
+                )
+                delay = _RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)]
+                attempt += 1
+                self._stop.wait(delay)
+        self._set_connected(False)
+
+    def _listen(self, conn: psycopg.Connection[Any]) -> None:
+        queries = change_queries()
+        queries.listen_for_changes(conn)
+        snapshot = queries.current_snapshot(conn)
+        missed: list[ConfigChange] = []
+        if self._snapshot is not None:
+            rows = queries.list_changes_between(conn, since=self._snapshot, until=snapshot)
+            missed = [ConfigChange(*row) for row in rows]
+        delivered_before = self._delivered
+        self._snapshot = snapshot
+        self._delivered = set()
+        self.last_sync = time.monotonic()
+        for change in missed:
+            if (change.key, change.version) not in delivered_before:
+                self._dispatch(change)
+        self._set_connected(True)
+        get_logger().info("config.watch", outcome="connected", resynced=len(missed))
+        idle_since = time.monotonic()
+        while not self._stop.is_set():
+            got_any = False
+            for notify in conn.notifies(timeout=_POLL_SECONDS):
+                got_any = True
+                announced = _parse(notify.payload)
+                if announced is not None:
+                    self._dispatch(announced)
+            if got_any:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= _PING_AFTER_IDLE:
+                conn.execute("SELECT 1")  # raises if the server went away silently
+                idle_since = time.monotonic()
+
+    def _dispatch(self, change: ConfigChange) -> None:
+        marker = (change.key, change.version)
+        if marker in self._delivered:
+            return
+        self._delivered.add(marker)
+        for subscription in self._subscriptions:  # a copy-on-write list: no lock needed
+            if change.key.startswith(subscription.prefix):
+                try:
+                    subscription.callback(change)
+                except Exception as exc:  # one bad callback must not stop the feed
+                    get_logger().error(
+                        "config.watch", outcome="callback_failed", key=change.key, error=repr(exc)
+                    )
+
+    def _set_connected(self, connected: bool) -> None:
+        was = self._connected.is_set()
+        if connected:
+            self._connected.set()
+        else:
+            self._connected.clear()
+        if was != connected and self._on_state is not None:
+            self._on_state(connected)
+
+
+def _parse(payload: str) -> ConfigChange | None:
+    try:
+        data = json.loads(payload)
+        return ConfigChange(
+            key=data["key"],
+            version=int(data["version"]),
+            operation=data["operation"],
+            changed_by=data["changed_by"],
+            revision=int(data["revision"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        get_logger().warning("config.watch", outcome="bad_payload", payload=payload[:200])
+        return None
