@@ -23,7 +23,7 @@ from .codec import (
     validate_prefix,
 )
 from .errors import ConfigurationAccessError, InvalidConfigurationError, translate
-from .logging import get_logger
+from .logging import get_logger, is_enabled
 
 __all__ = [
     "MAX_LIST_LIMIT",
@@ -126,7 +126,9 @@ class Operation:
             raise
 
     def done(self, outcome: str = "ok", *, level: str = "debug", **fields: Any) -> None:
-        """Log the successful end of the operation."""
+        """Log the successful end of the operation (no work at all if nobody would see it)."""
+        if not is_enabled(level):
+            return
         getattr(get_logger(), level)(
             self.name, key=self.key, outcome=outcome, duration_ms=self._elapsed_ms(), **fields
         )

@@ -33,6 +33,22 @@ _stdlib_logger = structlog.wrap_logger(
 _structlog_logger = structlog.get_logger(LOGGER_NAME)
 
 
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+_stdlib = logging.getLogger(LOGGER_NAME)
+
+
+def is_enabled(level: str) -> bool:
+    """Whether an event at ``level`` could be emitted at all (cheap: for the hot path).
+
+    Without structlog configured, this is the stdlib logger's own level check,
+    and a filtered event then costs nothing more. With structlog configured,
+    its filtering bound logger decides, so say yes here.
+    """
+    if structlog.is_configured():
+        return True
+    return _stdlib.isEnabledFor(_LEVELS.get(level, logging.WARNING))
+
+
 def get_logger() -> Any:
     """The logger library code emits to (structlog's if configured, else stdlib's)."""
     return _structlog_logger if structlog.is_configured() else _stdlib_logger

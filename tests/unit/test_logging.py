@@ -182,3 +182,25 @@ def test_configure_logging_refuses_unknown_level(level: str) -> None:
     with pytest.raises(ValueError, match="unknown log level"):
         configure_logging(level=level, stream=io.StringIO())
     assert not structlog.is_configured()
+
+
+def test_is_enabled_follows_the_stdlib_level_until_structlog_is_configured() -> None:
+    """Without structlog configured, filtered levels cost only the stdlib level check."""
+    import logging as stdlib_logging
+
+    import structlog as _structlog
+
+    from amira_data_access.logging import LOGGER_NAME, is_enabled
+
+    _structlog.reset_defaults()
+    logger = stdlib_logging.getLogger(LOGGER_NAME)
+    old = logger.level
+    try:
+        logger.setLevel(stdlib_logging.WARNING)
+        assert not is_enabled("debug")
+        assert not is_enabled("info")
+        assert is_enabled("warning")
+        logger.setLevel(stdlib_logging.DEBUG)
+        assert is_enabled("debug")
+    finally:
+        logger.setLevel(old)
