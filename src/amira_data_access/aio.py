@@ -19,13 +19,12 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from . import _calls as calls
-from . import migrations
 from ._calls import Call
 from ._operations import Operation
 from ._retry import NO_RETRY, RetryPolicy
@@ -36,6 +35,10 @@ from .errors import DatabaseConnectionError
 from .queries import async_config_queries
 from .settings import conninfo_from_env
 
+if TYPE_CHECKING:
+    # Imported where used at run time: this module is imported by the package, and
+    # an eager import would make `python -m amira_data_access.migrations` warn.
+    from . import migrations
 __all__ = ["AsyncConfigDAL", "AsyncConfigTransaction"]
 
 T = TypeVar("T")
@@ -43,7 +46,7 @@ T = TypeVar("T")
 # ``list`` is also a method name inside the classes: spell the types out here.
 _EntryList = list[ConfigEntry]
 _RevisionList = list[ConfigRevision]
-_MigrationList = list[migrations.Migration]
+_MigrationList = list["migrations.Migration"]
 
 
 class _AsyncIdleConnectionCheck(IdleTracker):
@@ -340,8 +343,12 @@ class AsyncConfigDAL(_AsyncConfigOperations, AsyncLifecycle):
 
     async def migrate(self) -> _MigrationList:
         """Apply pending migrations (in a thread: the runner is sync); return those applied."""
+        from . import migrations  # see the TYPE_CHECKING note
+
         return await asyncio.to_thread(migrations.migrate, self._settings.conninfo)
 
     async def migration_status(self) -> migrations.MigrationStatus:
         """Applied, pending and changed migrations of this database."""
+        from . import migrations  # see the TYPE_CHECKING note
+
         return await asyncio.to_thread(migrations.status, self._settings.conninfo)

@@ -15,13 +15,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
 from . import _calls as calls
-from . import migrations
 from ._calls import Call
 from ._operations import Operation, set_params
 from ._retry import NO_RETRY, RetryPolicy
@@ -33,6 +32,10 @@ from .queries import change_queries, config_queries
 from .settings import conninfo_from_env
 from .watch import ChangeFeed, ChangeStream, Subscription
 
+if TYPE_CHECKING:
+    # Imported where used at run time: this module is imported by the package, and
+    # an eager import would make `python -m amira_data_access.migrations` warn.
+    from . import migrations
 __all__ = ["ConfigDAL", "ConfigTransaction", "Health"]
 
 APPLICATION_NAME = "amira-data-access"
@@ -43,7 +46,7 @@ _UNSET: Any = object()  # "no default passed" (None is a valid default)
 # ``list`` is also a method name inside the classes: spell the types out here.
 _EntryList = list[ConfigEntry]
 _RevisionList = list[ConfigRevision]
-_MigrationList = list[migrations.Migration]
+_MigrationList = list["migrations.Migration"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,6 +469,8 @@ class ConfigDAL(_ConfigOperations, Lifecycle):
             with self._pool.connection() as conn:
                 version, tables_exist = change_queries().server_health(conn)
             reachable = True
+            from . import migrations  # see the TYPE_CHECKING note
+
             schema_ready = bool(tables_exist) and migrations.status(self._conninfo).up_to_date
         except (ConfigurationAccessError, psycopg.Error) as exc:
             error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -486,8 +491,12 @@ class ConfigDAL(_ConfigOperations, Lifecycle):
 
     def migrate(self) -> _MigrationList:
         """Apply pending migrations (safe from several processes at once); return those applied."""
+        from . import migrations  # see the TYPE_CHECKING note
+
         return migrations.migrate(self._conninfo)
 
     def migration_status(self) -> migrations.MigrationStatus:
         """Applied, pending and changed migrations of this database."""
+        from . import migrations  # see the TYPE_CHECKING note
+
         return migrations.status(self._conninfo)

@@ -31,11 +31,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import psycopg_pool
 
-from . import migrations
 from ._calls import Call
 from ._operations import Operation
 from ._running import AsyncLifecycle, Lifecycle
@@ -43,6 +42,10 @@ from .aio import _AsyncConfigOperations
 from .dal import _ConfigOperations
 from .errors import DatabaseConnectionError
 
+if TYPE_CHECKING:
+    # Imported where used at run time: this module is imported by the package, and
+    # an eager import would make `python -m amira_data_access.migrations` warn.
+    from . import migrations
 __all__ = [
     "AsyncInMemoryConfigStore",
     "AsyncInMemoryTransaction",
@@ -53,7 +56,7 @@ __all__ = [
 T = TypeVar("T")
 Clock = Callable[[], datetime]
 
-_MigrationList = list[migrations.Migration]
+_MigrationList = list["migrations.Migration"]
 _Rows = list[tuple[Any, ...]]
 
 
@@ -544,6 +547,8 @@ class InMemoryConfigStore(_ConfigOperations, Lifecycle):
 
     def migration_status(self) -> migrations.MigrationStatus:
         """Always up to date."""
+        from . import migrations  # see the TYPE_CHECKING note
+
         return migrations.MigrationStatus()
 
     # -- running calls ---------------------------------------------------------------
