@@ -270,15 +270,19 @@ def test_retry_policy_gives_up_after_its_attempts(dsn: str) -> None:
     assert not [e for e in logs if e.get("outcome") == "retry"]
 
 
+def _kill_pool_sessions(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'amira-data-access' AND pid <> pg_backend_pid()"
+        )
+
+
 def test_reads_survive_a_killed_connection(dsn: str) -> None:
     """A read whose pooled connection was killed is retried on a fresh one."""
     with ConfigDAL(dsn, max_size=1, min_size=1, check_after_idle=3600) as store:
         store.set("k", "v", updated_by="a")
-        with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name = 'amira-data-access' AND pid <> pg_backend_pid()"
-            )
+        _kill_pool_sessions(dsn)
         with capture_logs() as logs:
             assert store.get("k") == "v"
         assert [e["outcome"] for e in logs if e.get("outcome") == "retry"] == ["retry"]
@@ -288,11 +292,7 @@ def test_writes_are_not_retried_after_a_lost_connection(dsn: str) -> None:
     """A write on a killed connection may have committed: it surfaces, not repeated."""
     with ConfigDAL(dsn, max_size=1, min_size=1, check_after_idle=3600) as store:
         store.set("k", "v", updated_by="a")
-        with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name = 'amira-data-access' AND pid <> pg_backend_pid()"
-            )
+        _kill_pool_sessions(dsn)
         with pytest.raises(DatabaseConnectionError):
             store.set("k", "w", updated_by="a")
         assert store.get("k") == "v"

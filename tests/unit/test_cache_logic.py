@@ -1,0 +1,72 @@
+"""The cache's bookkeeping without a database: generations, own writes, announced changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from amira_data_access.cache import _FORGET, _MISS, ConfigCache
+from amira_data_access.entries import ConfigChange, ConfigEntry
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _entry(key: str, value: object, version: int) -> ConfigEntry:
+    data_type = "json" if isinstance(value, dict | list) else "int"
+    return ConfigEntry(key, value, data_type, None, version, NOW, NOW, "t")  # type: ignore[arg-type]
+
+
+def _change(key: str, version: int, operation: str = "update") -> ConfigChange:
+    return ConfigChange(key, version, operation, "t", 1)  # type: ignore[arg-type]
+
+
+def test_a_fill_that_raced_with_a_change_is_not_stored() -> None:
+    """A read that started before a change must not put its older result in the cache."""
+    cache = ConfigCache()
+    generation = cache.generation("k")
+    cache.changed(_change("k", 2))  # announced while the read was in flight
+    cache.fill("k", _entry("k", 1, 1), generation)
+    assert cache.value("k") is _MISS
+
+
+def test_fill_and_absent_keys() -> None:
+    """Filled entries and known-absent keys are both answered from memory."""
+    cache = ConfigCache()
+    cache.fill("k", _entry("k", 5, 1), cache.generation("k"))
+    cache.fill("gone", None, cache.generation("gone"))
+    assert cache.value("k") == 5
+    assert cache.value("gone") is None
+    assert cache.entry("gone") is None
+    assert cache.value("never") is _MISS
+
+
+def test_announcements_of_versions_already_held_are_ignored() -> None:
+    """Our own write's notification arrives later: it must not drop the newer entry."""
+    cache = ConfigCache()
+    cache.written("k", _entry("k", 3, 3))
+    cache.changed(_change("k", 3))
+    assert cache.value("k") == 3
+    cache.changed(_change("k", 4))
+    assert cache.value("k") is _MISS
+
+
+def test_own_writes_never_go_back_in_version() -> None:
+    """An older write result does not replace a newer cached entry; FORGET drops the key."""
+    cache = ConfigCache()
+    cache.written("k", _entry("k", "new", 5))
+    cache.written("k", _entry("k", "old", 4))
+    assert cache.value("k") == "new"
+    cache.written("k", _FORGET)
+    assert cache.value("k") is _MISS
+
+
+def test_containers_are_copied_on_every_read() -> None:
+    """A caller mutating a cached dict or list does not change the cache."""
+    cache = ConfigCache()
+    cache.written("k", _entry("k", {"a": [1]}, 1))
+    first = cache.value("k")
+    first["a"].append(2)
+    assert cache.value("k") == {"a": [1]}
+    entry = cache.entry("k")
+    assert isinstance(entry, ConfigEntry)
+    entry.value["a"].append(3)
+    assert cache.value("k") == {"a": [1]}
