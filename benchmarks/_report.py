@@ -338,6 +338,36 @@ def machine_facts(server: dict[str, str]) -> dict[str, str]:
     }
 
 
+# What profiling this runner's first results changed in src/, and what it gained.
+# History, not this run's measurement: the figures are from the runs named.
+_CHANGES_FROM_PROFILING = [
+    "## What profiling changed",
+    "",
+    "The first full run (issue 8, 2026-11-23 ~10:00 UTC, machine shared with other test "
+    "runs) measured `get` at 1.41x raw psycopg and `set` at 1.56x the bare upsert, both "
+    "missing their targets. Measured per layer by alternating variants one operation at a "
+    "time (see the breakdown above), then changed:",
+    "",
+    "- **Log events nobody would see cost nothing now.** `Operation.done` asks "
+    "`amira_data_access.logging.is_enabled(level)` first (the stdlib level check while "
+    "structlog is not configured). Before, structlog bound and ran its processor chain for "
+    "every read only to drop the event: 33-38 µs CPU and ~37 µs p50 per `get`, the largest "
+    "single cost.",
+    "- **The idle-check timestamp lives on the connection.** The pool's check kept it in a "
+    "`WeakKeyDictionary`, which made a weakref with a callback on every checkout: "
+    "8-14 µs CPU per call.",
+    "- Earlier, before this runner existed: pinging every connection at checkout "
+    "(`ConnectionPool.check_connection`) halved `get` throughput (2.1k vs 5.2k gets/s in a "
+    "quick loop); the DAL pings only connections idle for `check_after_idle` (1 s).",
+    "",
+    "With both changes the run above (and a quick run before it) met every target. Not done: "
+    "`getconn()/putconn()` instead of `with pool.connection()` (~9 µs CPU per call in an A/B "
+    "test) was left for later, as the target is met and the context manager is the pool's "
+    "safe default.",
+    "",
+]
+
+
 def render(run: Run) -> str:
     """The whole report as Markdown."""
     lines = [
@@ -370,6 +400,7 @@ def render(run: Run) -> str:
         "upsert and pgbench alike.",
         "",
         *_breakdown_section(run),
+        *_CHANGES_FROM_PROFILING,
         "## Method",
         "",
         "- Reads pick random keys of the loaded set (seeded RNG; the same key sequence for every "
