@@ -29,11 +29,13 @@ from ._calls import Call
 from ._operations import Operation
 from ._retry import NO_RETRY, RetryPolicy
 from ._running import AsyncLifecycle, Attempts, IdleTracker, pool_settings, tuple_rows
+from .codec import validate_prefix
 from .dal import APPLICATION_NAME
 from .entries import ConfigEntry, ConfigItem, ConfigRevision
 from .errors import DatabaseConnectionError
 from .queries import async_config_queries
 from .settings import conninfo_from_env
+from .watch import AsyncChangeStream, ChangeFeed, listener_feed
 
 if TYPE_CHECKING:
     # Imported where used at run time: this module is imported by the package, and
@@ -249,6 +251,7 @@ class AsyncConfigDAL(_AsyncConfigOperations, AsyncLifecycle):
         self._open_lock = asyncio.Lock()
         self._opened = False
         self._closed = False
+        self._feed: ChangeFeed | None = None
 
     @classmethod
     def from_env(cls, **options: Any) -> Self:
@@ -292,9 +295,30 @@ class AsyncConfigDAL(_AsyncConfigOperations, AsyncLifecycle):
         operation.done(target=self.target, level="info")
 
     async def close(self) -> None:
-        """Close the pool and its connections; the DAL cannot be used afterwards."""
+        """Close the pool, the change feed and their connections; the DAL cannot be used again."""
         self._closed = True
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            await asyncio.to_thread(feed.close)
         await self._pool.close()
+
+    def watch(self, prefix: str = "") -> AsyncChangeStream:
+        """Committed changes to keys under ``prefix``, as an async iterator::
+
+            async with dal.watch("amira.chat.") as changes:
+                async for change in changes:
+                    ...
+
+        The same feed as :meth:`ConfigDAL.watch` (reconnects, resyncs from the
+        history), run on a background thread.
+        """
+        validate_prefix(prefix)
+        if self._closed:
+            raise DatabaseConnectionError("this AsyncConfigDAL is closed")
+        if self._feed is None:
+            settings = self._settings
+            self._feed = listener_feed(settings.conninfo, settings.connect_kwargs)
+        return AsyncChangeStream(self._feed, prefix, self._settings.connect_timeout)
 
     # -- running calls ---------------------------------------------------------------
 

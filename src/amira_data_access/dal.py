@@ -30,7 +30,7 @@ from .entries import ConfigChange, ConfigEntry, ConfigItem, ConfigRevision
 from .errors import ConfigurationAccessError, DatabaseConnectionError
 from .queries import change_queries, config_queries
 from .settings import conninfo_from_env
-from .watch import ChangeFeed, ChangeStream, Subscription
+from .watch import ChangeFeed, ChangeStream, Subscription, listener_feed
 
 if TYPE_CHECKING:
     # Imported where used at run time: this module is imported by the package, and
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["ConfigDAL", "ConfigTransaction", "Health"]
 
 APPLICATION_NAME = "amira-data-access"
-_LISTENER_NAME = "amira-data-access listener"
 T = TypeVar("T")
 _UNSET: Any = object()  # "no default passed" (None is a valid default)
 
@@ -424,9 +423,7 @@ class ConfigDAL(_ConfigOperations, Lifecycle):
             if self._closed:
                 raise DatabaseConnectionError("this ConfigDAL is closed")
             if self._feed is None:
-                # Its own application_name, so operators can tell it from pool sessions.
-                kwargs = {**self._connect_kwargs, "application_name": _LISTENER_NAME}
-                self._feed = ChangeFeed(self._conninfo, kwargs)
+                self._feed = listener_feed(self._conninfo, self._connect_kwargs)
             return self._feed
 
     def watch(self, prefix: str = "") -> ChangeStream:

@@ -21,6 +21,7 @@ duplicates of a (key, version) already delivered are dropped.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import threading
@@ -34,7 +35,7 @@ from .entries import ConfigChange
 from .logging import get_logger
 from .queries import change_queries
 
-__all__ = ["ChangeFeed", "ChangeStream", "Subscription"]
+__all__ = ["AsyncChangeStream", "ChangeFeed", "ChangeStream", "Subscription", "listener_feed"]
 
 CHANNEL = "amira_config_changes"
 _POLL_SECONDS = 0.5  # how often the listener checks for stop requests
@@ -92,6 +93,61 @@ class ChangeStream:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class AsyncChangeStream:
+    """``async for change in dal.watch(): …`` on an asyncio loop; ``aclose()`` it when done.
+
+    The listener is the same thread-based :class:`ChangeFeed`; changes cross to
+    the loop with ``call_soon_threadsafe``. ``async with`` waits for the listener
+    to be connected, so changes committed after entering the block are seen.
+    """
+
+    def __init__(self, feed: ChangeFeed, prefix: str, connect_timeout: float) -> None:
+        self._feed = feed
+        self._prefix = prefix
+        self._connect_timeout = connect_timeout
+        self._queue: asyncio.Queue[ConfigChange] = asyncio.Queue()
+        self._subscription: Subscription | None = None
+
+    async def start(self) -> None:
+        """Subscribe and wait (up to connect_timeout) for the listener; idempotent."""
+        if self._subscription is None:
+            loop = asyncio.get_running_loop()
+            put = self._queue.put_nowait
+
+            def hand_over(change: ConfigChange) -> None:  # on the feed's thread
+                loop.call_soon_threadsafe(put, change)
+
+            self._subscription = self._feed.subscribe(hand_over, self._prefix)
+            await asyncio.to_thread(self._feed.wait_connected, self._connect_timeout)
+
+    def __aiter__(self) -> AsyncChangeStream:
+        return self
+
+    async def __anext__(self) -> ConfigChange:
+        await self.start()
+        return await self._queue.get()
+
+    async def aclose(self) -> None:
+        """Stop the stream."""
+        if self._subscription is not None:
+            self._subscription.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def listener_feed(conninfo: str, connect_kwargs: dict[str, Any]) -> ChangeFeed:
+    """A feed whose connection names itself, so operators can tell it from pool sessions."""
+    return ChangeFeed(conninfo, {**connect_kwargs, "application_name": LISTENER_NAME})
+
+
+LISTENER_NAME = "amira-data-access listener"
 
 
 class ChangeFeed:

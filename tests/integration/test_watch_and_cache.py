@@ -256,3 +256,20 @@ def test_stale_on_error_across_a_server_restart(pg_server: TestServer, dsn: str)
 
         _eventually(sees_new_value, "the change made after the restart")
         assert store.health().reachable
+
+
+def test_async_watch_sees_changes(dsn: str) -> None:
+    """AsyncConfigDAL.watch is an async iterator over the same feed."""
+    import asyncio
+
+    from amira_data_access import AsyncConfigDAL
+
+    async def scenario() -> list[tuple[str, int]]:
+        async with AsyncConfigDAL(dsn) as store, store.watch("w.") as changes:
+            await store.set("w.one", 1, updated_by="a")
+            await store.set("x.other", 1, updated_by="a")
+            await store.set("w.one", 2, updated_by="a")
+            got = [await asyncio.wait_for(anext(changes), DEADLINE) for _ in range(2)]
+        return [(c.key, c.version) for c in got]
+
+    assert asyncio.run(scenario()) == [("w.one", 1), ("w.one", 2)]
