@@ -76,7 +76,13 @@ SELECT item.key, item.value,
        LEFT JOIN amira_config.configurations AS existing ON existing.key = item.key
     ON CONFLICT (key) DO UPDATE
    SET value       = EXCLUDED.value,
-       data_type   = EXCLUDED.data_type,
+       -- The explicit type, else the type of the row actually updated (the join
+       -- above saw the statement's snapshot, which a concurrent change may have moved).
+       data_type   = COALESCE((SELECT given.data_type
+                                 FROM unnest(:keys::text[], :data_types::text[])
+                                      AS given(key, data_type)
+                                WHERE given.key = EXCLUDED.key),
+                              c.data_type),
        description = COALESCE(EXCLUDED.description, c.description),
        updated_by  = EXCLUDED.updated_by
 RETURNING key, value, data_type, description, version, created_at, updated_at, updated_by;

@@ -21,7 +21,13 @@ from ._operations import (
     set_params,
     value_from_row,
 )
-from .codec import decode_value, validate_actor, validate_key, validate_prefix
+from .codec import (
+    _UNSTORABLE_TEXT,
+    decode_value,
+    validate_actor,
+    validate_key,
+    validate_prefix,
+)
 from .entries import ConfigEntry, ConfigItem, ConfigRevision, entry_from_row, revision_from_row
 from .errors import ConcurrentModificationError, InvalidConfigurationError
 
@@ -84,8 +90,10 @@ def _validate_instant(when: object) -> datetime:
 def _validate_reason(reason: object) -> str | None:
     if reason is None:
         return None
-    if not isinstance(reason, str) or "\x00" in reason:
-        raise InvalidConfigurationError("reason must be a str without NUL characters, or None")
+    if not isinstance(reason, str) or _UNSTORABLE_TEXT.search(reason):
+        raise InvalidConfigurationError(
+            "reason must be a str without NUL characters or lone surrogates, or None"
+        )
     return reason
 
 
@@ -252,6 +260,10 @@ def set_value(
         # insert we cannot see yet (None). Else: the version of the unchanged row.
         absent = None if expected_version == 0 else 0
         current = absent if row is None else row[5]
+        if current == expected_version:
+            # The row we waited on changed (or went) while we waited; the fallback
+            # read shows the statement's snapshot, so the real version is unknown.
+            current = None
         operation.done("conflict", level="info", expected_version=expected_version)
         raise ConcurrentModificationError(
             key, expected_version=expected_version or 0, current_version=current
@@ -371,10 +383,12 @@ def delete(
     def finish_conditional(row: Any) -> bool:
         if row is None or not row[0]:
             operation.done("conflict", level="info", expected_version=expected_version)
+            current = 0 if row is None else row[1]
             raise ConcurrentModificationError(
                 key,
                 expected_version=expected_version,
-                current_version=0 if row is None else row[1],
+                # Equal: changed while we waited on it (see set_value).
+                current_version=None if current == expected_version else current,
             )
         operation.done("deleted", level="info", deleted_by=deleted_by)
         return True

@@ -128,6 +128,8 @@ def translate(
             f"run the migrations first ({detail})"
         )
     sqlclass = sqlstate[:2] if sqlstate else None
+    if sqlstate == "57014":  # query_canceled (statement timeout, cancel): the server is fine
+        return ConfigurationAccessError(f"{subject} was cancelled: {detail}")
     if sqlclass in _CONNECTION_CLASSES or (
         sqlstate is None and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
     ):

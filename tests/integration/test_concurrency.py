@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from amira_data_access import (
     ConcurrentModificationError,
     ConfigDAL,
+    ConfigEntry,
     ConfigItem,
     ConfigurationAccessError,
     DatabaseConnectionError,
@@ -296,3 +297,32 @@ def test_writes_are_not_retried_after_a_lost_connection(dsn: str) -> None:
         with pytest.raises(DatabaseConnectionError):
             store.set("k", "w", updated_by="a")
         assert store.get("k") == "v"
+
+
+def test_recreating_a_key_while_it_is_being_deleted_is_retried_not_refused(
+    dal: ConfigDAL, dsn: str
+) -> None:
+    """A delete and a re-create racing claim the same history version; the loser is retried."""
+    dal.set("k", 1, updated_by="a")
+    outcome: list[object] = []
+    with psycopg.connect(dsn) as deleter:
+        deleter.execute("DELETE FROM amira_config.configurations WHERE key = 'k'")
+        worker = threading.Thread(
+            target=lambda: outcome.append(dal.set("k", 2, updated_by="b")), daemon=True
+        )
+        worker.start()
+        worker.join(timeout=1.0)  # it waits on the deleted row's lock
+        deleter.commit()
+    worker.join(timeout=30)
+    assert len(outcome) == 1, "the re-create should succeed after a retry"
+    entry = outcome[0]
+    assert isinstance(entry, ConfigEntry)
+    assert (entry.value, entry.version) == (2, 3)  # 1 insert, 2 delete, 3 re-create
+    assert [r.version for r in dal.history("k")] == [3, 2, 1]
+
+
+def test_reason_with_a_lone_surrogate_is_refused_before_any_sql(dal: ConfigDAL) -> None:
+    """Text PostgreSQL cannot store is invalid input, not an encoding crash."""
+    with pytest.raises(InvalidConfigurationError, match="surrogate"):
+        dal.set("k", 1, updated_by="a", reason="bad\ud800")
+    assert dal.get("k") is None
