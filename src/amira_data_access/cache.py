@@ -42,7 +42,7 @@ __all__ = ["CachedConfigDAL", "ConfigCache"]
 
 T = TypeVar("T")
 _MISS: Final = object()
-_FORGET: Final = object()  # written(): drop the key, its new state is not known here
+_FORGET: Final = object()  # written(): drop the key, its new version is not known here
 _WRITES: Final = frozenset(
     {"config.set", "config.set_default", "config.set_many", "config.delete", "config.rollback"}
 )
@@ -57,11 +57,20 @@ class _Cached:
 
 
 class ConfigCache:
-    """Thread-safe key -> entry store with per-key generations (no I/O)."""
+    """Thread-safe key -> entry store with per-key generations (no I/O).
+
+    A read captures :meth:`generation` before it goes to the database and may
+    :meth:`fill` only if nothing moved since: a change announced meanwhile, an
+    own write, or a :meth:`reset` (the feed's first sync) all move it. The
+    highest version announced per key is remembered, so a write result that
+    raced with a newer announced change is not stored over it.
+    """
 
     def __init__(self) -> None:
         self._items: dict[str, _Cached] = {}
         self._generations: dict[str, int] = {}
+        self._announced: dict[str, int] = {}  # highest version the feed announced per key
+        self._epoch = 0  # bumped by reset(): fills begun before it are void
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -85,45 +94,47 @@ class ConfigCache:
             return dataclasses.replace(item.entry, value=json.loads(item.text))
         return item.entry
 
-    def generation(self, key: str) -> int:
+    def generation(self, key: str) -> tuple[int, int]:
         """The key's generation now; pass it to :meth:`fill` after reading the database."""
-        return self._generations.get(key, 0)
+        return self._epoch, self._generations.get(key, 0)
 
-    def fill(self, key: str, entry: ConfigEntry | None, generation: int) -> None:
-        """Store what a read found, unless the key changed while the read was in flight."""
+    def fill(self, key: str, entry: ConfigEntry | None, generation: tuple[int, int]) -> None:
+        """Store what a read found, unless anything about the key moved while it was in flight."""
         with self._lock:
-            if self._generations.get(key, 0) == generation:
+            if (self._epoch, self._generations.get(key, 0)) == generation:
                 self._items[key] = _cached(entry)
 
-    def written(self, key: str, entry: ConfigEntry | object | None) -> None:
-        """Record our own write (read-your-writes): its entry, None if deleted, or _FORGET."""
+    def reset(self) -> None:
+        """Forget everything: entries filled while no feed was listening cannot be trusted."""
         with self._lock:
-            current = self._items.get(key)
-            if (
-                isinstance(entry, ConfigEntry)
-                and current is not None
-                and current.entry is not None
-                and current.entry.version > entry.version
-            ):
-                return  # a newer version is already here
+            self._epoch += 1
+            self._items.clear()
+
+    def written(self, key: str, entry: ConfigEntry | object | None) -> None:
+        """Record our own write (read-your-writes): its entry, or _FORGET to drop the key."""
+        with self._lock:
             self._generations[key] = self._generations.get(key, 0) + 1
-            if entry is _FORGET:
+            current = self._items.get(key)
+            if not isinstance(entry, ConfigEntry) or entry.version < self._announced.get(key, 0):
+                # Deleted (version unknown), or a newer change was already announced.
                 self._items.pop(key, None)
-            else:
-                self._items[key] = _cached(entry)  # type: ignore[arg-type]  # entry or None
+            elif current is None or current.entry is None or current.entry.version <= entry.version:
+                self._items[key] = _cached(entry)
 
     def changed(self, change: ConfigChange) -> None:
         """A change was committed: drop the key unless we already hold that version or newer."""
         with self._lock:
-            current = self._items.get(change.key)
+            key = change.key
+            self._announced[key] = max(self._announced.get(key, 0), change.version)
+            current = self._items.get(key)
             if (
                 current is not None
                 and current.entry is not None
                 and current.entry.version >= change.version
             ):
                 return
-            self._generations[change.key] = self._generations.get(change.key, 0) + 1
-            self._items.pop(change.key, None)
+            self._generations[key] = self._generations.get(key, 0) + 1
+            self._items.pop(key, None)
 
 
 def _remember_write(cache: ConfigCache, call: Call[Any], result: Any) -> None:
@@ -137,7 +148,7 @@ def _remember_write(cache: ConfigCache, call: Call[Any], result: Any) -> None:
         for entry in result:
             cache.written(entry.key, entry)
     elif name == "config.delete" and call.operation.key is not None:
-        cache.written(call.operation.key, None)
+        cache.written(call.operation.key, _FORGET)
 
 
 class _RecordingTransaction(ConfigTransaction):
@@ -180,7 +191,12 @@ class CachedConfigDAL(ConfigDAL):
         super().open()
         if self._subscription is None:
             feed = self._change_feed()
+            # Entries filled before the feed first listened may have missed a change
+            # that nobody will announce again: drop them when it first syncs, and
+            # drop what other threads filled before this subscription existed.
+            feed.on_first_sync(self._cache.reset)
             self._subscription = feed.subscribe(self._cache.changed)
+            self._cache.reset()
             # Serve from cache as soon as the feed is live; until then reads go to
             # the database, so not waiting long here is safe.
             feed.wait_connected(_FEED_WAIT_SECONDS)
@@ -194,7 +210,11 @@ class CachedConfigDAL(ConfigDAL):
     def get(self, key: str, default: Any = _UNSET) -> Any:
         """The value of ``key``, from the cache when it is fresh (see the module docstring)."""
         if self._feed_live():
-            value = self._cache.value(key)
+            try:
+                value = self._cache.value(key)
+            except TypeError:  # unhashable: not a key at all
+                validate_key(key)
+                raise
             if value is not _MISS:
                 if value is None and (entry := self._cache.entry(key)) is None:
                     return self._default_for(key, default)  # known absent

@@ -41,6 +41,16 @@ CHANNEL = "amira_config_changes"
 _POLL_SECONDS = 0.5  # how often the listener checks for stop requests
 _PING_AFTER_IDLE = 5.0  # a silent connection is pinged, so a dead one is noticed
 _RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+_MAX_REMEMBERED = 100_000  # (key, version) pairs kept to drop duplicates
+# A half-open TCP connection (partition, failover without a reset) would keep a
+# silent listener "connected" for ~15 min of retransmissions; these end it in ~10 s.
+_LIVENESS = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
 
 ChangeCallback = Callable[[ConfigChange], None]
 
@@ -144,7 +154,7 @@ class AsyncChangeStream:
 
 def listener_feed(conninfo: str, connect_kwargs: dict[str, Any]) -> ChangeFeed:
     """A feed whose connection names itself, so operators can tell it from pool sessions."""
-    return ChangeFeed(conninfo, {**connect_kwargs, "application_name": LISTENER_NAME})
+    return ChangeFeed(conninfo, {**connect_kwargs, **_LIVENESS, "application_name": LISTENER_NAME})
 
 
 LISTENER_NAME = "amira-data-access listener"
@@ -174,6 +184,7 @@ class ChangeFeed:
         self._snapshot: str | None = None  # of the previous connection
         self._delivered: set[tuple[str, int]] = set()  # since that snapshot
         self._connected = threading.Event()
+        self._first_sync_callbacks: list[Callable[[], None]] = []
         self.last_sync: float | None = None  # monotonic time of the last (re)connect
 
     # -- public --------------------------------------------------------------------
@@ -187,6 +198,15 @@ class ChangeFeed:
         """Block until the listener is connected (True) or ``timeout`` passes (False)."""
         self.start()
         return self._connected.wait(timeout)
+
+    def on_first_sync(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the first connection listens, before it reports connected.
+
+        Changes committed before that were never announced to anyone here: a
+        cache filled earlier must start over (later reconnects resync instead).
+        """
+        with self._lock:
+            self._first_sync_callbacks.append(callback)
 
     def subscribe(self, callback: ChangeCallback, prefix: str = "") -> Subscription:
         """Call ``callback`` (on the feed's thread) for each change of a key with ``prefix``."""
@@ -248,6 +268,9 @@ class ChangeFeed:
         if self._snapshot is not None:
             rows = queries.list_changes_between(conn, since=self._snapshot, until=snapshot)
             missed = [ConfigChange(*row) for row in rows]
+        else:
+            for callback in self._first_sync_callbacks:
+                callback()
         delivered_before = self._delivered
         self._snapshot = snapshot
         self._delivered = set()
@@ -275,6 +298,10 @@ class ChangeFeed:
         marker = (change.key, change.version)
         if marker in self._delivered:
             return
+        if len(self._delivered) >= _MAX_REMEMBERED:
+            # Bounded memory on a connection that lives for months; the cost is
+            # possible duplicates at the next resync, which delivery allows.
+            self._delivered = set()
         self._delivered.add(marker)
         for subscription in self._subscriptions:  # a copy-on-write list: no lock needed
             if change.key.startswith(subscription.prefix):

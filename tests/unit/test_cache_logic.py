@@ -70,3 +70,24 @@ def test_containers_are_copied_on_every_read() -> None:
     assert isinstance(entry, ConfigEntry)
     entry.value["a"].append(3)
     assert cache.value("k") == {"a": [1]}
+
+
+def test_a_reset_voids_fills_that_began_before_it() -> None:
+    """The feed's first sync resets the cache; a read started before it must not fill."""
+    cache = ConfigCache()
+    cache.written("kept", _entry("kept", 1, 1))
+    generation = cache.generation("k")
+    cache.reset()
+    cache.fill("k", _entry("k", 1, 1), generation)
+    assert cache.value("k") is _MISS
+    assert cache.value("kept") is _MISS
+
+
+def test_an_own_write_older_than_an_announced_change_is_not_stored() -> None:
+    """Our write returned v2, but v3 was announced first: the cache must not keep v2."""
+    cache = ConfigCache()
+    cache.changed(_change("k", 3))
+    cache.written("k", _entry("k", "mine", 2))
+    assert cache.value("k") is _MISS
+    cache.written("k", _entry("k", "newer", 4))
+    assert cache.value("k") == "newer"
