@@ -21,7 +21,7 @@ from psycopg.rows import tuple_row
 
 from ._calls import Call, RetryStatement
 from ._retry import RetryPolicy
-from .errors import ConfigurationAccessError
+from .errors import ConfigurationAccessError, scrub
 from .logging import get_logger
 from .settings import parse_dsn
 
@@ -251,7 +251,7 @@ class Attempts(Generic[T]):
                 exc, attempt=self._attempt, idempotent=call.idempotent
             ):
                 raise call.operation.failed(exc, self._secrets) from exc
-            _log_retry(call, exc, self._attempt)
+            _log_retry(call, exc, self._attempt, self._secrets)
             self._failed = True
 
 
@@ -261,12 +261,13 @@ def _gave_up(call: Call[Any]) -> ConfigurationAccessError:
     )
 
 
-def _log_retry(call: Call[Any], exc: BaseException, attempt: int) -> None:
+def _log_retry(call: Call[Any], exc: BaseException, attempt: int, secrets: tuple[str, ...]) -> None:
+    message = str(exc).strip()
     get_logger().warning(
         call.operation.name,
         key=call.operation.key,
         outcome="retry",
         attempt=attempt,
         sqlstate=getattr(exc, "sqlstate", None),
-        error=str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+        error=scrub(message.splitlines()[0], secrets) if message else type(exc).__name__,
     )

@@ -27,7 +27,7 @@ from ._retry import NO_RETRY, RetryPolicy
 from ._running import Attempts, IdleTracker, Lifecycle, pool_settings, tuple_rows
 from .codec import validate_prefix
 from .entries import ConfigChange, ConfigEntry, ConfigItem, ConfigRevision
-from .errors import ConfigurationAccessError, DatabaseConnectionError
+from .errors import ConfigurationAccessError, DatabaseConnectionError, scrub
 from .queries import change_queries, config_queries
 from .settings import conninfo_from_env
 from .watch import ChangeFeed, ChangeStream, Subscription, listener_feed
@@ -470,7 +470,8 @@ class ConfigDAL(_ConfigOperations, Lifecycle):
 
             schema_ready = bool(tables_exist) and migrations.status(self._conninfo).up_to_date
         except (ConfigurationAccessError, psycopg.Error) as exc:
-            error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            message = str(exc).strip()
+            error = scrub(message.splitlines()[0], self._secrets) if message else type(exc).__name__
         feed = self._feed
         return Health(
             reachable=reachable,
