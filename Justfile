@@ -31,11 +31,17 @@ test *args: setup
 bench *args: setup
     {{py}} -m benchmarks {{args}}
 
+# regenerate the sync twins (dal.py, store.py...) from their async sources; `--check`, or
+# source paths to regenerate only those, are passed on (tools/async_to_sync.py)
+generate *args: setup
+    {{py}} tools/async_to_sync.py {{args}}
+
 # squawk on migrations/: each file runs in a transaction (--assume-in-transaction) in
 # which the runner already SETs LOCAL lock_timeout and statement_timeout, and a failed
 # file rolls back whole, so IF NOT EXISTS (prefer-robust-stmts) would only hide drift.
-# ruff, formatting, mypy --strict, and squawk on the migrations
+# sync twins fresh, ruff, formatting, mypy --strict, and squawk on the migrations
 lint: setup
+    {{py}} tools/async_to_sync.py --check
     {{venv}}/bin/ruff check src tests
     {{venv}}/bin/ruff format --check src tests
     {{venv}}/bin/mypy --strict src
