@@ -1,25 +1,50 @@
-"""The exception hierarchy, and the one place where driver errors become ours.
+"""The exception hierarchy, and the one place where database errors become ours.
 
-Every psycopg / psycopg_pool error that leaves this package goes through
-:func:`translate`, which picks our class from the SQLSTATE class (like psycopg's
-own lookup falls back from the full code to its two-character class), scrubs
-secrets from the message and lets the caller chain the original (``raise … from``).
+Every error a backend raises (psycopg and psycopg_pool errors from PostgreSQL,
+:class:`ServerRefusal` from the in-memory twin) leaves this package through
+:func:`translate`, which picks our class from the SQLSTATE (falling back from
+the full code to its two-character class, like psycopg's own lookup), applies
+the few constraint-specific messages, scrubs secrets from the text and lets the
+caller chain the original (``raise … from``).
+
+Hierarchy::
+
+    ConfigurationAccessError
+    ├── DatabaseConnectionError        unreachable, lost, refused, bad DSN
+    │   └── AuthenticationError        wrong user or password (28xxx)
+    ├── DatabaseTimeoutError           a statement or lock wait ran out of time
+    ├── PermissionDeniedError          the login role lacks a privilege (42501)
+    ├── InvalidConfigurationError      bad input, refused; also a ValueError
+    ├── ConflictError                  the data was not as the caller expected
+    │   ├── ConcurrentModificationError    a key's version
+    │   └── UnexpectedCountError           how many keys a bulk delete found
+    ├── SchemaNotReadyError            the tables do not exist: run the migrations
+    └── MigrationError                 a migration failed or the files disagree
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 import psycopg
 import psycopg_pool
 
 __all__ = [
+    "BACKEND_ERRORS",
+    "AuthenticationError",
     "ConcurrentModificationError",
     "ConfigurationAccessError",
+    "ConflictError",
     "DatabaseConnectionError",
+    "DatabaseTimeoutError",
     "InvalidConfigurationError",
     "MigrationError",
+    "PermissionDeniedError",
     "SchemaNotReadyError",
+    "ServerRefusal",
+    "UnexpectedCountError",
+    "scrub",
     "translate",
 ]
 
@@ -32,11 +57,27 @@ class DatabaseConnectionError(ConfigurationAccessError):
     """The server cannot be reached or was lost, the DSN is wrong, or it refused us."""
 
 
+class AuthenticationError(DatabaseConnectionError):
+    """The server refused the login: wrong user or password, or no matching pg_hba rule."""
+
+
+class DatabaseTimeoutError(ConfigurationAccessError):
+    """A statement, or its wait for a lock, ran out of time (the server is fine)."""
+
+
+class PermissionDeniedError(ConfigurationAccessError):
+    """The database login lacks the privilege this operation needs."""
+
+
 class InvalidConfigurationError(ConfigurationAccessError, ValueError):
     """Bad input (key, value, data type, actor): refused and nothing was written."""
 
 
-class ConcurrentModificationError(ConfigurationAccessError):
+class ConflictError(ConfigurationAccessError):
+    """The stored data was not what the caller said it expected: nothing was written."""
+
+
+class ConcurrentModificationError(ConflictError):
     """The key's version was not the expected one: someone else changed it first.
 
     ``current_version`` is the version found (0: the key does not exist; None:
@@ -56,6 +97,18 @@ class ConcurrentModificationError(ConfigurationAccessError):
         )
 
 
+class UnexpectedCountError(ConflictError):
+    """A bulk delete found another number of keys than ``expected_count``: none was deleted."""
+
+    def __init__(self, subject: str, *, expected_count: int, found_count: int) -> None:
+        self.subject = subject
+        self.expected_count = expected_count
+        self.found_count = found_count
+        super().__init__(
+            f"{subject}: expected {expected_count} keys, found {found_count}; nothing was deleted"
+        )
+
+
 class SchemaNotReadyError(ConfigurationAccessError):
     """The configuration tables do not exist yet: run the migrations."""
 
@@ -64,22 +117,51 @@ class MigrationError(ConfigurationAccessError):
     """A migration could not be applied, or the history disagrees with the files."""
 
 
+class ServerRefusal(Exception):  # noqa: N818  # what a server reports, not our error yet
+    """A statement refused by a database that is not PostgreSQL (the in-memory twin).
+
+    It carries what :func:`translate` reads from a psycopg error: the SQLSTATE
+    PostgreSQL would have used, the constraint, and the server's message.
+    """
+
+    def __init__(self, message: str, sqlstate: str, constraint_name: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.constraint_name = constraint_name
+
+
+# What a backend raises when a statement fails: the only errors translate() turns into ours.
+BACKEND_ERRORS: Final = (psycopg.Error, ServerRefusal)
+
 # SQLSTATE classes (the first two characters) and what they mean to a caller.
-_CONNECTION_CLASSES = {
+_CONNECTION_CLASSES: Final = {
     "08",  # connection exception
-    "28",  # invalid authorization specification (wrong user or password)
     "3D",  # invalid catalog name (the database does not exist)
     "53",  # insufficient resources (too many connections, out of memory)
     "57",  # operator intervention (server shutting down, cannot connect now)
 }
-_INVALID_INPUT_CLASSES = {
+_AUTHENTICATION_CLASS: Final = "28"  # invalid authorization specification
+_INVALID_INPUT_CLASSES: Final = {
     "22",  # data exception (bad JSON, value out of range, NUL byte…)
     "23",  # integrity constraint violation (our CHECK constraints)
 }
-_SCHEMA_MISSING_CODES = {
+_SCHEMA_MISSING_CODES: Final = {
     "42P01",  # undefined table
     "3F000",  # invalid schema name
     "42883",  # undefined function (a migration-created function is missing)
+}
+_TIMEOUT_CODES: Final = {
+    "57014",  # query_canceled: statement_timeout (or a cancel request)
+    "55P03",  # lock_not_available: lock_timeout
+    "25P03",  # idle_in_transaction_session_timeout
+}
+_PERMISSION_DENIED: Final = "42501"  # insufficient_privilege
+
+# Constraints whose generic "violates check constraint" hides what the caller should do.
+_CONSTRAINT_MESSAGES: Final = {
+    "configurations_value_matches_type": (
+        "the value does not match the key's stored data_type; pass data_type= to change the type"
+    ),
 }
 
 
@@ -91,9 +173,18 @@ def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
     return text
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its class name when it has none."""
     message = str(exc).strip()
     return message.splitlines()[0] if message else type(exc).__name__
+
+
+def _constraint_name(exc: BaseException) -> str | None:
+    if isinstance(exc, ServerRefusal):
+        return exc.constraint_name
+    diag = getattr(exc, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    return name if isinstance(name, str) else None
 
 
 def translate(
@@ -103,15 +194,16 @@ def translate(
     key: str | None = None,
     secrets: Iterable[str | None] = (),
 ) -> ConfigurationAccessError:
-    """Map a driver or pool error to our hierarchy; the caller raises it ``from exc``.
+    """Map a backend error to our hierarchy; the caller raises the result ``from exc``.
 
     The message names the operation and key, keeps the server's first line (after
-    removing ``secrets``) and never includes a connection string.
+    removing ``secrets``) and never includes a connection string. Our own errors
+    are returned unchanged.
     """
     if isinstance(exc, ConfigurationAccessError):
         return exc
     subject = f"{operation} {key!r}" if key is not None else operation
-    detail = scrub(_first_line(exc), secrets)
+    detail = scrub(first_line(exc), secrets)
 
     if isinstance(exc, psycopg_pool.PoolTimeout):
         return DatabaseConnectionError(
@@ -122,14 +214,21 @@ def translate(
         return DatabaseConnectionError(f"{subject}: the connection pool is closed")
 
     sqlstate = getattr(exc, "sqlstate", None)
+    sqlclass = sqlstate[:2] if isinstance(sqlstate, str) else None
+    constraint = _constraint_name(exc)
+    if constraint in _CONSTRAINT_MESSAGES:
+        return InvalidConfigurationError(f"{subject}: {_CONSTRAINT_MESSAGES[constraint]}")
     if sqlstate in _SCHEMA_MISSING_CODES:
         return SchemaNotReadyError(
             f"{subject}: the configuration schema is missing or incomplete; "
             f"run the migrations first ({detail})"
         )
-    sqlclass = sqlstate[:2] if sqlstate else None
-    if sqlstate == "57014":  # query_canceled (statement timeout, cancel): the server is fine
-        return ConfigurationAccessError(f"{subject} was cancelled: {detail}")
+    if sqlstate in _TIMEOUT_CODES:
+        return DatabaseTimeoutError(f"{subject} ran out of time: {detail}")
+    if sqlstate == _PERMISSION_DENIED:
+        return PermissionDeniedError(f"{subject}: permission denied: {detail}")
+    if sqlclass == _AUTHENTICATION_CLASS:
+        return AuthenticationError(f"{subject}: the server refused the login: {detail}")
     if sqlclass in _CONNECTION_CLASSES or (
         sqlstate is None and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
     ):

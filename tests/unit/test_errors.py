@@ -8,11 +8,15 @@ import psycopg_pool
 import pytest
 
 from amira_data_access.errors import (
+    AuthenticationError,
     ConfigurationAccessError,
     DatabaseConnectionError,
+    DatabaseTimeoutError,
     InvalidConfigurationError,
     MigrationError,
+    PermissionDeniedError,
     SchemaNotReadyError,
+    ServerRefusal,
     scrub,
     translate,
 )
@@ -41,13 +45,46 @@ def test_invalid_configuration_error_is_a_value_error() -> None:
     assert not issubclass(DatabaseConnectionError, ValueError)
 
 
-@pytest.mark.parametrize(
-    "sqlstate", ["08006", "08001", "28P01", "28000", "3D000", "57P01", "53300"]
-)
+@pytest.mark.parametrize("sqlstate", ["08006", "08001", "3D000", "57P01", "53300"])
 def test_translate_connection_sqlstates(sqlstate: str) -> None:
-    """Connection, authentication, missing-database and shutdown errors mean unavailable."""
+    """Connection, missing-database, resources and shutdown errors mean unavailable."""
     error = translate(pg_error(sqlstate), operation="config.get", key="k")
     assert type(error) is DatabaseConnectionError
+
+
+@pytest.mark.parametrize("sqlstate", ["28P01", "28000"])
+def test_translate_authentication_sqlstates(sqlstate: str) -> None:
+    """A refused login is an AuthenticationError, still a DatabaseConnectionError."""
+    error = translate(pg_error(sqlstate), operation="config.get", key="k")
+    assert type(error) is AuthenticationError
+    assert isinstance(error, DatabaseConnectionError)
+    assert "refused the login" in str(error)
+
+
+@pytest.mark.parametrize("sqlstate", ["57014", "55P03", "25P03"])
+def test_translate_timeouts(sqlstate: str) -> None:
+    """A statement, lock or idle-in-transaction timeout is a DatabaseTimeoutError."""
+    error = translate(pg_error(sqlstate), operation="config.set", key="k")
+    assert type(error) is DatabaseTimeoutError
+    assert "ran out of time" in str(error)
+
+
+def test_translate_permission_denied() -> None:
+    """42501 (insufficient privilege) is a PermissionDeniedError."""
+    error = translate(pg_error("42501", "permission denied for table x"), operation="config.set")
+    assert type(error) is PermissionDeniedError
+    assert "permission denied for table x" in str(error)
+
+
+def test_translate_constraint_with_its_own_message() -> None:
+    """The value/type CHECK gets a message saying what to do, from any backend."""
+    refusal = ServerRefusal("violates check", "23514", "configurations_value_matches_type")
+    error = translate(refusal, operation="config.set", key="k")
+    assert type(error) is InvalidConfigurationError
+    assert "pass data_type=" in str(error)
+    assert type(translate(ServerRefusal("other", "23514", "other"), operation="x")) is (
+        InvalidConfigurationError
+    )
 
 
 @pytest.mark.parametrize("cls", [psycopg.OperationalError, psycopg.InterfaceError])
