@@ -161,3 +161,56 @@ SELECT false, version
   FROM amira_config.configurations
  WHERE key = :key
    AND NOT EXISTS (SELECT FROM deleted);
+
+-- name: delete_configurations(keys, deleted_by, reason, expected_count)
+-- Remove the existing keys among :keys in one statement (all or nothing, one revision),
+-- only if :expected_count is null or exactly that many exist: one (key, deleted) row per
+-- existing key, in key order; deleted is false for every row when the count differs.
+WITH context AS (
+    SELECT set_config('amira_config.actor', :deleted_by, true),
+           set_config('amira_config.reason', COALESCE(:reason, ''), true)
+), existing AS (
+    -- Locked in key order, so concurrent bulk changes cannot deadlock, and counted
+    -- before anything is deleted.
+    SELECT key
+      FROM amira_config.configurations
+     WHERE key = ANY(:keys)
+     ORDER BY key
+       FOR UPDATE
+), deleted AS (
+    DELETE FROM amira_config.configurations AS c
+     USING context
+     WHERE c.key IN (SELECT key FROM existing)
+       AND (:expected_count::bigint IS NULL
+            OR (SELECT count(*) FROM existing) = :expected_count::bigint)
+    RETURNING c.key
+)
+SELECT existing.key, deleted.key IS NOT NULL
+  FROM existing
+  LEFT JOIN deleted ON deleted.key = existing.key
+ ORDER BY existing.key;
+
+-- name: delete_configurations_by_prefix(prefix, deleted_by, reason, expected_count)
+-- Remove every key starting with :prefix, as delete_configurations does for a list.
+WITH context AS (
+    SELECT set_config('amira_config.actor', :deleted_by, true),
+           set_config('amira_config.reason', COALESCE(:reason, ''), true)
+), existing AS (
+    SELECT key
+      FROM amira_config.configurations
+     WHERE key >= :prefix
+       AND starts_with(key, :prefix)
+     ORDER BY key
+       FOR UPDATE
+), deleted AS (
+    DELETE FROM amira_config.configurations AS c
+     USING context
+     WHERE c.key IN (SELECT key FROM existing)
+       AND (:expected_count::bigint IS NULL
+            OR (SELECT count(*) FROM existing) = :expected_count::bigint)
+    RETURNING c.key
+)
+SELECT existing.key, deleted.key IS NOT NULL
+  FROM existing
+  LEFT JOIN deleted ON deleted.key = existing.key
+ ORDER BY existing.key;

@@ -3,53 +3,78 @@
 Public surface (everything else is private and may change):
 """
 
-from ._retry import RetryPolicy
-from .aio import AsyncConfigDAL, AsyncConfigTransaction
-from .cache import CachedConfigDAL
+from .backends.memory_sql import MemoryDatabase
 from .codec import DATA_TYPES, DataType
-from .dal import ConfigDAL, ConfigTransaction, Health
-from .entries import ConfigChange, ConfigEntry, ConfigItem, ConfigRevision
+from .core.retry import RetryPolicy
+from .dal import ConfigDAL, ConfigTransaction
+from .dal_async import AsyncConfigDAL, AsyncConfigTransaction
+from .entries import ConfigChange, ConfigEntry, ConfigItem, ConfigRevision, Health
 from .errors import (
+    AuthenticationError,
     ConcurrentModificationError,
     ConfigurationAccessError,
+    ConflictError,
     DatabaseConnectionError,
+    DatabaseTimeoutError,
     InvalidConfigurationError,
     MigrationError,
+    PermissionDeniedError,
     SchemaNotReadyError,
+    UnexpectedCountError,
 )
+from .feed.cache import CachedConfigDAL
+from .feed.cache_async import AsyncCachedConfigDAL
+from .feed.streams import AsyncChangeStream, ChangeStream, Subscription
 from .logging import configure_logging
-from .memory import AsyncInMemoryConfigStore, InMemoryConfigStore
+from .memory import InMemoryConfigStore, InMemoryTransaction
+from .memory_async import AsyncInMemoryConfigStore, AsyncInMemoryTransaction
 from .settings import DatabaseSettings
-from .store import AsyncConfigStore, ConfigStore
+from .store import ConfigOperations, ConfigStore
+from .store_async import AsyncConfigOperations, AsyncConfigStore
 
-# The facade (sync and async), the store Protocols and the in-memory fakes for
-# unit tests; what they return; the value types; the errors (all subclasses of
-# ConfigurationAccessError); setup helpers for applications.
+# The stores (sync and async: the DAL, the cached DAL, the in-memory fake for unit
+# tests), their transactions and the Protocols they satisfy; what they return; the
+# value types; the errors (all subclasses of ConfigurationAccessError); setup
+# helpers for applications.
 __all__ = [
     "DATA_TYPES",
+    "AsyncCachedConfigDAL",
+    "AsyncChangeStream",
     "AsyncConfigDAL",
+    "AsyncConfigOperations",
     "AsyncConfigStore",
     "AsyncConfigTransaction",
     "AsyncInMemoryConfigStore",
+    "AsyncInMemoryTransaction",
+    "AuthenticationError",
     "CachedConfigDAL",
+    "ChangeStream",
     "ConcurrentModificationError",
     "ConfigChange",
     "ConfigDAL",
     "ConfigEntry",
     "ConfigItem",
+    "ConfigOperations",
     "ConfigRevision",
     "ConfigStore",
     "ConfigTransaction",
     "ConfigurationAccessError",
+    "ConflictError",
     "DataType",
     "DatabaseConnectionError",
     "DatabaseSettings",
+    "DatabaseTimeoutError",
     "Health",
     "InMemoryConfigStore",
+    "InMemoryTransaction",
     "InvalidConfigurationError",
+    "MemoryDatabase",
     "MigrationError",
+    "PermissionDeniedError",
     "RetryPolicy",
     "SchemaNotReadyError",
+    "Subscription",
+    "UnexpectedCountError",
     "configure_logging",
 ]
 

@@ -29,6 +29,7 @@ from .errors import InvalidConfigurationError
 
 __all__ = [
     "DATA_TYPES",
+    "UNSTORABLE_TEXT",
     "DataType",
     "PreparedValue",
     "decode_value",
@@ -58,7 +59,7 @@ _FORBIDDEN_KEY_CHARACTERS: Final = re.compile(
     "[\x00-\x20\x7f-\xa0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff\ud800-\udfff]"
 )
 # Text PostgreSQL cannot store: NUL, and surrogates (not encodable as UTF-8).
-_UNSTORABLE_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
 
 
 def validate_key(key: object) -> str:
@@ -87,7 +88,7 @@ def validate_prefix(prefix: object) -> str:
         raise InvalidConfigurationError(
             f"prefix must be a str of at most {MAX_KEY_LENGTH} characters"
         )
-    if _UNSTORABLE_TEXT.search(prefix):
+    if UNSTORABLE_TEXT.search(prefix):
         raise InvalidConfigurationError("prefix contains a NUL character or a lone surrogate")
     return prefix
 
@@ -96,7 +97,7 @@ def validate_actor(actor: object, *, field: str = "updated_by") -> str:
     """Return ``actor`` (who makes a change) if it is a non-blank short string, else raise."""
     if not isinstance(actor, str) or not actor.strip():
         raise InvalidConfigurationError(f"{field} must be a non-empty string naming who acts")
-    if len(actor) > MAX_ACTOR_LENGTH or _UNSTORABLE_TEXT.search(actor) or not actor.isprintable():
+    if len(actor) > MAX_ACTOR_LENGTH or UNSTORABLE_TEXT.search(actor) or not actor.isprintable():
         raise InvalidConfigurationError(
             f"{field} must be at most {MAX_ACTOR_LENGTH} printable characters"
         )
@@ -111,7 +112,7 @@ def validate_description(description: object) -> str | None:
         raise InvalidConfigurationError(
             f"description must be a str or None, not {type(description).__name__}"
         )
-    if _UNSTORABLE_TEXT.search(description):
+    if UNSTORABLE_TEXT.search(description):
         raise InvalidConfigurationError(
             "description contains a NUL character or a lone surrogate, which cannot be stored"
         )
@@ -250,7 +251,7 @@ def _check_json(value: object, path: str) -> bool:
 
 
 def _check_text(text: str, path: str) -> None:
-    if _UNSTORABLE_TEXT.search(text):
+    if UNSTORABLE_TEXT.search(text):
         raise InvalidConfigurationError(
             f"{path}: text contains a NUL character or a lone surrogate, which jsonb cannot store"
         )

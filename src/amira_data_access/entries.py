@@ -14,6 +14,7 @@ __all__ = [
     "ConfigEntry",
     "ConfigItem",
     "ConfigRevision",
+    "Health",
     "entry_from_row",
     "revision_from_row",
 ]
@@ -104,3 +105,18 @@ class ConfigChange:
     operation: Literal["insert", "update", "delete"]
     changed_by: str
     revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What ``health()`` found (None: not applicable / not known)."""
+
+    reachable: bool
+    latency_ms: float
+    server_version: str | None
+    schema_up_to_date: bool
+    pool: dict[str, int]
+    listener_connected: bool | None  # None: no change feed in use
+    cache_size: int | None  # None: no cache
+    cache_age_seconds: float | None  # since the cache's feed last (re)synchronised
+    error: str | None = None

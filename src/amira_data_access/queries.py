@@ -1,30 +1,21 @@
-"""The named SQL in queries/, loaded once per process with aiosql.
+"""The named SQL of the migration runner and the change feed (the stores' queries are
+typed by :class:`~amira_data_access.core.statements.Statements`).
 
-aiosql creates its methods at run time. The configuration stores call them by
-name from one place (``_calls`` describes each operation), and the names are
-checked when the SQL is loaded; the migration runner's queries have a typed
-Protocol. Rows are tuples in the column order of the SQL.
+Loaded once per process by :func:`~amira_data_access.backends.postgres.load_queries`;
+the migration runner's queries have a typed Protocol. Rows are tuples in the
+column order of the SQL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cache
-from typing import Any, Final, Protocol, cast
+from typing import Any, Protocol, cast
 
-import aiosql
 import psycopg
 
-from ._resources import sql_dir
+from .backends.postgres import load_queries
 
-__all__ = [
-    "CONFIG_QUERY_NAMES",
-    "MigrationQueries",
-    "async_config_queries",
-    "change_queries",
-    "config_queries",
-    "migration_queries",
-]
+__all__ = ["MigrationQueries", "change_queries", "migration_queries"]
 
 Row = tuple[Any, ...]
 
@@ -87,66 +78,11 @@ class MigrationQueries(Protocol):
     def drop_config_schema(self, conn: psycopg.Connection[Any]) -> str: ...
 
 
-@cache
-def _load() -> Any:
-    # Parsed once per process: parsing per call would cost more than the query.
-    return aiosql.from_path(sql_dir("queries"), "psycopg")
-
-
-# The queries the stores run by name (see _calls): checked when first loaded, so
-# a renamed or missing query fails at start-up, not on the first call that needs it.
-CONFIG_QUERY_NAMES: Final = frozenset(
-    {
-        "get_configuration",
-        "get_configuration_value",
-        "get_configuration_values",
-        "get_configurations",
-        "list_configurations",
-        "upsert_configuration",
-        "upsert_configurations",
-        "replace_configuration_if_version",
-        "insert_configuration_if_absent",
-        "delete_configuration",
-        "delete_configuration_if_version",
-        "list_history",
-        "get_value_at",
-        "get_snapshot_at",
-        "rollback_configuration",
-    }
-)
-
-
-def _with_config_names(queries: Any) -> Any:
-    missing = sorted(name for name in CONFIG_QUERY_NAMES if not hasattr(queries, name))
-    if missing:
-        raise RuntimeError(f"queries/ lacks the named queries {missing}")
-    return queries
-
-
-def config_queries() -> Any:
-    """The aiosql queries object the stores call by name (names checked once)."""
-    return _with_config_names(_load())
-
-
-@cache
-def _load_async() -> Any:
-    return aiosql.from_path(sql_dir("queries"), "apsycopg")
-
-
-def async_config_queries() -> Any:
-    """The same named queries for ``psycopg.AsyncConnection`` (aiosql's ``apsycopg``).
-
-    Each is a coroutine function, except a SELECT without suffix (many rows),
-    which is an *async generator* to iterate, like the sync one is a generator.
-    """
-    return _with_config_names(_load_async())
-
-
 def migration_queries() -> MigrationQueries:
     """The migration runner's queries, typed."""
-    return cast(MigrationQueries, _load())
+    return cast(MigrationQueries, load_queries())
 
 
 def change_queries() -> Any:
     """The change feed's queries (queries/changes.sql), called by name from watch.py."""
-    return _load()
+    return load_queries()

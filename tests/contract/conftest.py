@@ -1,5 +1,7 @@
 """One store under test per parameter: the same contract tests drive every implementation.
 
+The six stores: the DAL, the cached DAL (its change feed live, so reads are
+answered from memory) and the in-memory fake, each sync and async.
 ``subject`` is a :class:`Subject`: a store seen through the sync
 :class:`~amira_data_access.ConfigStore` interface (async stores are driven by
 :class:`Synced`, which runs each coroutine on one event loop kept for the
@@ -24,14 +26,17 @@ import psycopg
 import pytest
 
 from amira_data_access import (
+    AsyncCachedConfigDAL,
     AsyncConfigDAL,
     AsyncInMemoryConfigStore,
+    CachedConfigDAL,
     ConfigDAL,
     ConfigStore,
     InMemoryConfigStore,
 )
 
-STORES = ["sync_dal", "async_dal", "memory", "async_memory"]
+STORES = ["sync_dal", "async_dal", "cached_dal", "async_cached_dal", "memory", "async_memory"]
+CACHED = {"cached_dal", "async_cached_dal"}
 
 
 class Synced:
@@ -117,19 +122,26 @@ def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
             yield Subject(name, memory, memory.transaction, memory.close, clock, 0.0)
             return
         with asyncio.Runner() as runner:
-            synced = Synced(AsyncInMemoryConfigStore(memory), runner)
+            synced = Synced(AsyncInMemoryConfigStore(memory.database), runner)
             store = cast(ConfigStore, synced)
             yield Subject(name, store, synced.transaction, synced.close, clock, 0.0)
         return
     dsn: str = request.getfixturevalue("dsn")  # only database stores need a server
-    if name == "sync_dal":
-        with ConfigDAL(dsn, max_size=4) as dal:
+    if name in ("sync_dal", "cached_dal"):
+        cls = CachedConfigDAL if name == "cached_dal" else ConfigDAL
+        with cls(dsn, max_size=4) as dal:
+            if name in CACHED:
+                assert dal.health().listener_connected, "the cache's feed must be live"
             yield Subject(name, dal, dal.transaction, dal.close, _server_clock(dsn), 0.01)
         return
     with asyncio.Runner() as runner:
-        async_dal = AsyncConfigDAL(dsn, max_size=4)
+        async_cls = AsyncCachedConfigDAL if name == "async_cached_dal" else AsyncConfigDAL
+        async_dal = async_cls(dsn, max_size=4)
         runner.run(async_dal.open())
         try:
+            if name in CACHED:
+                health = runner.run(async_dal.health())
+                assert health.listener_connected, "the cache's feed must be live"
             synced = Synced(async_dal, runner)
             store = cast(ConfigStore, synced)
             yield Subject(name, store, synced.transaction, synced.close, _server_clock(dsn), 0.01)

@@ -565,13 +565,8 @@ def test_invalid_dsn_and_usage_errors_exit_2_or_4() -> None:
     assert run_cli("--help").code == 0
 
 
-def test_watch_streams_changes_or_says_it_is_unavailable(cli: CLI, dsn: str) -> None:
-    """watch prints changes as JSON lines when ConfigDAL.watch exists, else exits 2 clearly."""
-    if not hasattr(ConfigDAL, "watch"):
-        result = cli("watch")
-        assert result.code == 2
-        assert "watch is not available in this version" in result.stderr
-        return
+def test_watch_streams_changes_as_json_lines(cli: CLI, dsn: str) -> None:
+    """watch prints changes as JSON lines."""
     watcher = subprocess.Popen(
         [sys.executable, "-m", "amira_data_access.cli", "--dsn", dsn, "watch", "amira.", "--json"],
         stdout=subprocess.PIPE,
@@ -590,25 +585,6 @@ def test_watch_streams_changes_or_says_it_is_unavailable(cli: CLI, dsn: str) -> 
     finally:
         watcher.terminate()
         watcher.communicate(timeout=30)
-
-
-def test_watch_without_the_feature_exits_2(dsn: str) -> None:
-    """An amira-data-access without ConfigDAL.watch answers watch with exit 2 and a reason."""
-    code = (
-        "import sys; from amira_data_access.dal import ConfigDAL\n"
-        "if hasattr(ConfigDAL, 'watch'): del ConfigDAL.watch\n"
-        "from amira_data_access.cli import main; sys.exit(main(sys.argv[1:]))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code, "--dsn", dsn, "watch"],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 2
-    assert done.stderr.strip() == "amira-config: error: watch is not available in this version"
 
 
 # -- the embedded server ----------------------------------------------------------------

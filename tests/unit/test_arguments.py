@@ -1,4 +1,4 @@
-"""Unit tests for the parameter builders and row conversion shared by the DALs."""
+"""Unit tests for the argument checks and parameter builders every operation shares."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from typing import Any
 import pytest
 from psycopg.types.json import Jsonb
 
-from amira_data_access._operations import (
+from amira_data_access.codec import decode_value
+from amira_data_access.core import operations as ops
+from amira_data_access.core.arguments import (
     MAX_LIST_LIMIT,
-    delete_params,
     list_params,
-    set_params,
-    value_from_row,
+    write_params,
 )
+from amira_data_access.core.running import Context
+from amira_data_access.core.statements import Statement
 from amira_data_access.entries import ConfigEntry, entry_from_row
 from amira_data_access.errors import InvalidConfigurationError
 
@@ -29,9 +31,9 @@ def bound_json(params: dict[str, Any]) -> str:
     return text
 
 
-def test_set_params_without_data_type() -> None:
+def test_write_params_without_data_type() -> None:
     """Without data_type the parameter is None and the inferred type is given separately."""
-    params = set_params("app.retries", 3, data_type=None, description=None, updated_by="alice")
+    params = write_params("app.retries", 3, data_type=None, description=None, updated_by="alice")
     assert bound_json(params) == "3"
     assert {name: value for name, value in params.items() if name != "value"} == {
         "key": "app.retries",
@@ -42,30 +44,32 @@ def test_set_params_without_data_type() -> None:
     }
 
 
-def test_set_params_with_data_type() -> None:
+def test_write_params_with_data_type() -> None:
     """An explicit data_type is passed on, and an int for a float is sent as a float."""
-    params = set_params("app.ratio", 3, data_type="float", description="A ratio.", updated_by="bot")
+    params = write_params(
+        "app.ratio", 3, data_type="float", description="A ratio.", updated_by="bot"
+    )
     assert params["data_type"] == "float"
     assert params["inferred_type"] == "float"
     assert params["description"] == "A ratio."
     assert bound_json(params) == "3.0"
 
 
-def test_set_params_sends_json_text_unchanged() -> None:
+def test_write_params_sends_json_text_unchanged() -> None:
     """The JSON text from the codec is bound as is, not encoded a second time."""
-    params = set_params(
+    params = write_params(
         "app.doc", {"big": 1e300, "s": "é"}, data_type=None, description=None, updated_by="a"
     )
     assert params["inferred_type"] == "json"
     assert bound_json(params) == '{"big":1' + "0" * 300 + '.0,"s":"é"}'
 
 
-def test_set_params_bool_is_not_int() -> None:
+def test_write_params_bool_is_not_int() -> None:
     """True is inferred as bool and refused for an int setting."""
-    params = set_params("flag", True, data_type=None, description=None, updated_by="a")
+    params = write_params("flag", True, data_type=None, description=None, updated_by="a")
     assert params["inferred_type"] == "bool"
     with pytest.raises(InvalidConfigurationError):
-        set_params("flag", True, data_type="int", description=None, updated_by="a")
+        write_params("flag", True, data_type="int", description=None, updated_by="a")
 
 
 @pytest.mark.parametrize(
@@ -85,31 +89,49 @@ def test_set_params_bool_is_not_int() -> None:
         ("k", {1: 2}, None, None, "alice"),
     ],
 )
-def test_set_params_refuses_invalid_input(
+def test_write_params_refuses_invalid_input(
     key: Any, value: object, data_type: Any, description: Any, updated_by: Any
 ) -> None:
     """Bad key, actor, description, value or data type is refused before any I/O."""
     with pytest.raises(InvalidConfigurationError):
-        set_params(key, value, data_type=data_type, description=description, updated_by=updated_by)
+        write_params(
+            key, value, data_type=data_type, description=description, updated_by=updated_by
+        )
 
 
-def test_delete_params() -> None:
-    """A valid delete gives just the key."""
-    assert delete_params("app.retries", deleted_by="alice") == {"key": "app.retries"}
+def _first_statement(steps: Any) -> Statement[Any]:
+    step = next(steps)
+    steps.close()
+    assert isinstance(step, Statement)
+    return step
+
+
+def test_delete_sends_the_key_and_the_actor() -> None:
+    """A valid delete asks for delete_configuration with the key, the actor and the reason."""
+    steps = ops.delete(
+        Context(), "app.retries", deleted_by="alice", reason=None, expected_version=None
+    )
+    step = _first_statement(steps)
+    assert step.query == "delete_configuration"
+    assert step.params == {"key": "app.retries", "deleted_by": "alice", "reason": None}
+    assert not step.read_only
+    assert not step.resend_safe
 
 
 @pytest.mark.parametrize(("key", "actor"), [("", "alice"), ("a\nb", "alice"), (None, "alice")])
-def test_delete_params_refuses_bad_key(key: Any, actor: str) -> None:
-    """An invalid key is refused."""
+def test_delete_refuses_bad_key_before_any_statement(key: Any, actor: str) -> None:
+    """An invalid key is refused before the operation asks for anything."""
+    steps = ops.delete(Context(), key, deleted_by=actor, reason=None, expected_version=None)
     with pytest.raises(InvalidConfigurationError, match="key"):
-        delete_params(key, deleted_by=actor)
+        next(steps)
 
 
 @pytest.mark.parametrize("actor", ["", "   ", None, "x" * 256])
-def test_delete_params_refuses_bad_actor(actor: Any) -> None:
+def test_delete_refuses_bad_actor(actor: Any) -> None:
     """An invalid deleted_by is refused, naming the deleted_by field."""
+    steps = ops.delete(Context(), "k", deleted_by=actor, reason=None, expected_version=None)
     with pytest.raises(InvalidConfigurationError, match="deleted_by"):
-        delete_params("k", deleted_by=actor)
+        next(steps)
 
 
 @pytest.mark.parametrize(
@@ -147,15 +169,13 @@ def test_list_params_refuses_bad_after(after: Any) -> None:
         list_params("", after, 10)
 
 
-def test_value_from_row() -> None:
-    """No row gives the default; a row is decoded according to its data type."""
-    sentinel = object()
-    assert value_from_row(None, sentinel) is sentinel
-    assert value_from_row(("x", "str"), sentinel) == "x"
-    result = value_from_row((3, "float"), None)
+def test_decode_value() -> None:
+    """A value is decoded according to its data type: an int stored in a float key is a float."""
+    assert decode_value("x", "str") == "x"
+    result = decode_value(3, "float")
     assert type(result) is float
     assert result == 3.0
-    assert value_from_row(([1, {"a": None}], "json"), None) == [1, {"a": None}]
+    assert decode_value([1, {"a": None}], "json") == [1, {"a": None}]
 
 
 def test_entry_from_row() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from amira_data_access.cache import _FORGET, _MISS, ConfigCache
 from amira_data_access.entries import ConfigChange, ConfigEntry
+from amira_data_access.feed.cache_state import FORGET, MISS, ConfigCache
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -25,7 +25,7 @@ def test_a_fill_that_raced_with_a_change_is_not_stored() -> None:
     generation = cache.generation("k")
     cache.changed(_change("k", 2))  # announced while the read was in flight
     cache.fill("k", _entry("k", 1, 1), generation)
-    assert cache.value("k") is _MISS
+    assert cache.value("k") is MISS
 
 
 def test_fill_and_absent_keys() -> None:
@@ -36,7 +36,7 @@ def test_fill_and_absent_keys() -> None:
     assert cache.value("k") == 5
     assert cache.value("gone") is None
     assert cache.entry("gone") is None
-    assert cache.value("never") is _MISS
+    assert cache.value("never") is MISS
 
 
 def test_announcements_of_versions_already_held_are_ignored() -> None:
@@ -46,7 +46,7 @@ def test_announcements_of_versions_already_held_are_ignored() -> None:
     cache.changed(_change("k", 3))
     assert cache.value("k") == 3
     cache.changed(_change("k", 4))
-    assert cache.value("k") is _MISS
+    assert cache.value("k") is MISS
 
 
 def test_own_writes_never_go_back_in_version() -> None:
@@ -55,8 +55,8 @@ def test_own_writes_never_go_back_in_version() -> None:
     cache.written("k", _entry("k", "new", 5))
     cache.written("k", _entry("k", "old", 4))
     assert cache.value("k") == "new"
-    cache.written("k", _FORGET)
-    assert cache.value("k") is _MISS
+    cache.written("k", FORGET)
+    assert cache.value("k") is MISS
 
 
 def test_containers_are_copied_on_every_read() -> None:
@@ -79,8 +79,8 @@ def test_a_reset_voids_fills_that_began_before_it() -> None:
     generation = cache.generation("k")
     cache.reset()
     cache.fill("k", _entry("k", 1, 1), generation)
-    assert cache.value("k") is _MISS
-    assert cache.value("kept") is _MISS
+    assert cache.value("k") is MISS
+    assert cache.value("kept") is MISS
 
 
 def test_an_own_write_older_than_an_announced_change_is_not_stored() -> None:
@@ -88,6 +88,6 @@ def test_an_own_write_older_than_an_announced_change_is_not_stored() -> None:
     cache = ConfigCache()
     cache.changed(_change("k", 3))
     cache.written("k", _entry("k", "mine", 2))
-    assert cache.value("k") is _MISS
+    assert cache.value("k") is MISS
     cache.written("k", _entry("k", "newer", 4))
     assert cache.value("k") == "newer"

@@ -6,7 +6,6 @@ import io
 import json
 import logging
 from collections.abc import Iterator
-from types import SimpleNamespace
 
 import psycopg
 import psycopg.errors
@@ -14,11 +13,14 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from amira_data_access._operations import Operation
+from amira_data_access.core.running import Context
 from amira_data_access.errors import (
+    ConcurrentModificationError,
+    ConfigurationAccessError,
     DatabaseConnectionError,
     InvalidConfigurationError,
     SchemaNotReadyError,
+    ServerRefusal,
 )
 from amira_data_access.logging import LOGGER_NAME, configure_logging, get_logger
 
@@ -31,10 +33,21 @@ def pristine_structlog() -> Iterator[None]:
     structlog.reset_defaults()
 
 
+CONTEXT = Context(secrets=("pw-secret",))
+
+
+def _failure(name: str, key: str | None, exc: Exception) -> ConfigurationAccessError:
+    """What leaves an operation whose body raised ``exc``."""
+    with pytest.raises(ConfigurationAccessError) as raised, CONTEXT.operation(name, key):
+        raise exc
+    assert raised.value.__cause__ is exc or raised.value is exc
+    return raised.value
+
+
 def test_operation_done_logs_one_event() -> None:
-    """done() emits one event named after the operation with key, outcome and duration."""
-    with capture_logs() as events:
-        Operation("config.get", "k").done("hit")
+    """Leaving the block logs one event named after the operation with key, outcome, duration."""
+    with capture_logs() as events, CONTEXT.operation("config.get", "k") as op:
+        op.outcome = "hit"
     assert len(events) == 1
     event = events[0]
     assert event["event"] == "config.get"
@@ -46,9 +59,9 @@ def test_operation_done_logs_one_event() -> None:
 
 
 def test_operation_done_level_and_extra_fields() -> None:
-    """done() logs at the requested level, with extra fields and outcome 'ok' by default."""
-    with capture_logs() as events:
-        Operation("config.list").done(level="info", count=3)
+    """The event is at the operation's level, with its noted fields and outcome 'ok' by default."""
+    with capture_logs() as events, CONTEXT.operation("config.list", level="info") as op:
+        op.note(count=3)
     assert len(events) == 1
     assert events[0]["log_level"] == "info"
     assert events[0]["outcome"] == "ok"
@@ -57,10 +70,10 @@ def test_operation_done_level_and_extra_fields() -> None:
 
 
 def test_operation_failed_translates_and_logs_once() -> None:
-    """failed() returns the translated error and logs one error event without secrets."""
+    """A backend error is translated, raised from the original, logged once without secrets."""
     exc = psycopg.errors.lookup("42P01")('relation "configurations" does not exist pw-secret')
     with capture_logs() as events:
-        error = Operation("config.get", "k").failed(exc, secrets=["pw-secret"])
+        error = _failure("config.get", "k", exc)
     assert type(error) is SchemaNotReadyError
     assert "pw-secret" not in str(error)
     assert len(events) == 1
@@ -76,31 +89,61 @@ def test_operation_failed_translates_and_logs_once() -> None:
 
 
 def test_operation_failed_connection_error() -> None:
-    """A lost connection is returned and logged as a DatabaseConnectionError."""
+    """A lost connection is raised and logged as a DatabaseConnectionError."""
     with capture_logs() as events:
-        error = Operation("config.set", "k").failed(psycopg.OperationalError("connection lost"))
+        error = _failure("config.set", "k", psycopg.OperationalError("connection lost"))
     assert type(error) is DatabaseConnectionError
     assert [event["error_type"] for event in events] == ["DatabaseConnectionError"]
 
 
 def test_operation_failed_type_mismatch_constraint() -> None:
     """A violation of the value/type CHECK constraint becomes a clear InvalidConfigurationError."""
-
-    class CheckViolationError(Exception):
-        diag = SimpleNamespace(constraint_name="configurations_value_matches_type")
-
+    refusal = ServerRefusal("check violated", "23514", "configurations_value_matches_type")
     with capture_logs() as events:
-        error = Operation("config.set", "k").failed(CheckViolationError("check violated"))
+        error = _failure("config.set", "k", refusal)
     assert type(error) is InvalidConfigurationError
     assert "data_type" in str(error)
     assert events[0]["error_type"] == "InvalidConfigurationError"
 
 
+def test_an_error_is_logged_once_however_many_operations_it_crosses() -> None:
+    """A transaction around a failed operation does not log the operation's error again."""
+    exc = psycopg.OperationalError("connection lost")
+    outer, inner = CONTEXT.operation("config.transaction"), CONTEXT.operation("config.set", "k")
+    with capture_logs() as events, pytest.raises(DatabaseConnectionError), outer, inner:
+        raise exc
+    assert [(event["event"], event["outcome"]) for event in events] == [("config.set", "error")]
+
+
+def test_refused_input_is_a_warning_and_a_conflict_is_info() -> None:
+    """Validation before any statement logs 'invalid' at warning; a conflict logs at info."""
+    with capture_logs() as events:
+        _failure("config.set", "k", InvalidConfigurationError("bad key"))
+        _failure(
+            "config.set",
+            "k",
+            ConcurrentModificationError("k", expected_version=1, current_version=2),
+        )
+    assert [(e["log_level"], e["outcome"]) for e in events] == [
+        ("warning", "invalid"),
+        ("info", "conflict"),
+    ]
+
+
+def test_foreign_exceptions_pass_through_unlogged() -> None:
+    """An exception neither ours nor a backend's (a caller's bug) is not logged nor wrapped."""
+    transaction = CONTEXT.operation("config.transaction")
+    with capture_logs() as events, pytest.raises(KeyError), transaction:
+        raise KeyError("caller")
+    assert events == []
+
+
 def test_unconfigured_library_logs_through_stdlib(caplog: pytest.LogCaptureFixture) -> None:
     """Without structlog configured, events go to the stdlib logger as key=value text."""
     assert not structlog.is_configured()
-    with caplog.at_level(logging.DEBUG, logger=LOGGER_NAME):
-        Operation("config.get", "k").done("miss")
+    operation = CONTEXT.operation("config.get", "k")
+    with caplog.at_level(logging.DEBUG, logger=LOGGER_NAME), operation:
+        operation.outcome = "miss"
     records = [record for record in caplog.records if record.name == LOGGER_NAME]
     assert len(records) == 1
     message = records[0].getMessage()
@@ -111,8 +154,9 @@ def test_unconfigured_library_logs_through_stdlib(caplog: pytest.LogCaptureFixtu
 
 def test_unconfigured_library_drops_debug_below_level(caplog: pytest.LogCaptureFixture) -> None:
     """Without structlog configured, debug events below the logger's level are dropped."""
-    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
-        Operation("config.get", "k").done("miss")
+    operation = CONTEXT.operation("config.get", "k")
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME), operation:
+        operation.outcome = "miss"
     assert [record for record in caplog.records if record.name == LOGGER_NAME] == []
 
 

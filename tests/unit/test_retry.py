@@ -7,7 +7,7 @@ import psycopg_pool
 import pytest
 
 from amira_data_access import RetryPolicy
-from amira_data_access._retry import NO_RETRY
+from amira_data_access.core.retry import NO_RETRY
 
 
 def _error(sqlstate: str) -> psycopg.Error:

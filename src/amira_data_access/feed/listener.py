@@ -1,4 +1,4 @@
-"""The change feed: LISTEN for committed changes, and never miss one across reconnects.
+"""The PostgreSQL change feed: LISTEN for committed changes, and never miss one across reconnects.
 
 The database announces every committed change (migrations/0003). A
 :class:`ChangeFeed` keeps one listening connection on a background thread and
@@ -21,21 +21,20 @@ duplicates of a (key, version) already delivered are dropped.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, Self
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
-from .entries import ConfigChange
-from .logging import get_logger
-from .queries import change_queries
+from ..entries import ConfigChange
+from ..logging import get_logger
+from ..queries import change_queries
+from .streams import ChangeCallback, Subscribers, Subscription
 
-__all__ = ["AsyncChangeStream", "ChangeFeed", "ChangeStream", "Subscription", "listener_feed"]
+__all__ = ["LISTENER_NAME", "ChangeFeed", "listener_feed"]
 
 CHANNEL = "amira_config_changes"
 _POLL_SECONDS = 0.5  # how often the listener checks for stop requests
@@ -51,105 +50,6 @@ _LIVENESS = {
     "keepalives_count": 3,
     "tcp_user_timeout": 10_000,
 }
-
-ChangeCallback = Callable[[ConfigChange], None]
-
-
-class Subscription:
-    """A callback registered on a feed; :meth:`close` unregisters it."""
-
-    def __init__(self, feed: ChangeFeed, callback: ChangeCallback, prefix: str) -> None:
-        self._feed = feed
-        self.callback = callback
-        self.prefix = prefix
-
-    def close(self) -> None:
-        """Stop receiving changes."""
-        self._feed.unsubscribe(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-class ChangeStream:
-    """An iterator of changes (``for change in dal.watch(): …``); close it when done."""
-
-    def __init__(self, feed: ChangeFeed, prefix: str) -> None:
-        self._queue: queue.SimpleQueue[ConfigChange] = queue.SimpleQueue()
-        self._subscription = feed.subscribe(self._queue.put, prefix)
-
-    def __iter__(self) -> Iterator[ConfigChange]:
-        return self
-
-    def __next__(self) -> ConfigChange:
-        return self._queue.get()
-
-    def next(self, timeout: float | None = None) -> ConfigChange | None:
-        """The next change, waiting at most ``timeout`` seconds (None: no change came)."""
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def close(self) -> None:
-        """Stop the stream."""
-        self._subscription.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-class AsyncChangeStream:
-    """``async for change in dal.watch(): …`` on an asyncio loop; ``aclose()`` it when done.
-
-    The listener is the same thread-based :class:`ChangeFeed`; changes cross to
-    the loop with ``call_soon_threadsafe``. ``async with`` waits for the listener
-    to be connected, so changes committed after entering the block are seen.
-    """
-
-    def __init__(self, feed: ChangeFeed, prefix: str, connect_timeout: float) -> None:
-        self._feed = feed
-        self._prefix = prefix
-        self._connect_timeout = connect_timeout
-        self._queue: asyncio.Queue[ConfigChange] = asyncio.Queue()
-        self._subscription: Subscription | None = None
-
-    async def start(self) -> None:
-        """Subscribe and wait (up to connect_timeout) for the listener; idempotent."""
-        if self._subscription is None:
-            loop = asyncio.get_running_loop()
-            put = self._queue.put_nowait
-
-            def hand_over(change: ConfigChange) -> None:  # on the feed's thread
-                loop.call_soon_threadsafe(put, change)
-
-            self._subscription = self._feed.subscribe(hand_over, self._prefix)
-            await asyncio.to_thread(self._feed.wait_connected, self._connect_timeout)
-
-    def __aiter__(self) -> AsyncChangeStream:
-        return self
-
-    async def __anext__(self) -> ConfigChange:
-        await self.start()
-        return await self._queue.get()
-
-    async def aclose(self) -> None:
-        """Stop the stream."""
-        if self._subscription is not None:
-            self._subscription.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
 
 def listener_feed(conninfo: str, connect_kwargs: dict[str, Any]) -> ChangeFeed:
@@ -177,7 +77,7 @@ class ChangeFeed:
         self._conninfo = conninfo
         self._connect_kwargs = {**connect_kwargs, "autocommit": True}
         self._on_state = on_state
-        self._subscriptions: list[Subscription] = []
+        self._subscribers = Subscribers()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -211,15 +111,13 @@ class ChangeFeed:
     def subscribe(self, callback: ChangeCallback, prefix: str = "") -> Subscription:
         """Call ``callback`` (on the feed's thread) for each change of a key with ``prefix``."""
         subscription = Subscription(self, callback, prefix)
-        with self._lock:
-            self._subscriptions = [*self._subscriptions, subscription]
+        self._subscribers.add(subscription)
         self.start()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Remove a subscription (no-op if already removed)."""
-        with self._lock:
-            self._subscriptions = [s for s in self._subscriptions if s is not subscription]
+        self._subscribers.remove(subscription)
 
     def start(self) -> None:
         """Start the listener thread (idempotent)."""
@@ -303,14 +201,7 @@ class ChangeFeed:
             # possible duplicates at the next resync, which delivery allows.
             self._delivered = set()
         self._delivered.add(marker)
-        for subscription in self._subscriptions:  # a copy-on-write list: no lock needed
-            if change.key.startswith(subscription.prefix):
-                try:
-                    subscription.callback(change)
-                except Exception as exc:  # one bad callback must not stop the feed
-                    get_logger().error(
-                        "config.watch", outcome="callback_failed", key=change.key, error=repr(exc)
-                    )
+        self._subscribers.dispatch(change)
 
     def _set_connected(self, connected: bool) -> None:
         was = self._connected.is_set()

@@ -1,0 +1,32 @@
+"""What the hand-written async modules use where their generated sync twins differ.
+
+``tools/async_to_sync.py`` renames this module to :mod:`._compat`, which has the
+same names for threads: so ``await sleep(s)`` becomes ``sleep(s)`` there, and a
+``Lock`` is an ``asyncio.Lock`` here and a ``threading.RLock`` there. ``if
+ASYNC:`` marks a block that exists only here (its ``else:`` is the sync code).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Final, ParamSpec, TypeVar
+
+__all__ = ["ASYNC", "Lock", "in_thread", "sleep"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+ASYNC: Final = True
+
+Lock = asyncio.Lock
+
+
+async def sleep(seconds: float) -> None:
+    """Wait ``seconds`` without blocking the event loop."""
+    await asyncio.sleep(seconds)
+
+
+async def in_thread(function: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run blocking ``function`` (the listener's waits, the migration runner) off the loop."""
+    return await asyncio.to_thread(function, *args, **kwargs)

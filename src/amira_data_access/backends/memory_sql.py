@@ -1,0 +1,604 @@
+"""The Python twin of ``queries/*.sql`` and of the triggers of ``migrations/``, in memory.
+
+:class:`MemoryDatabase` is what the in-memory stores talk to instead of
+PostgreSQL: the two tables as dictionaries, and :class:`TwinStatements`, which
+answers each named query of
+:class:`~amira_data_access.core.statements.Statements` the way the SQL and the
+triggers would (versions continuing across delete and re-create, the audit
+fields, one history row per change, one revision and one instant per
+transaction, an aborted transaction refusing further statements). The same
+operations drive it as drive PostgreSQL, so validation, results, errors and log
+events are the very same code; the contract suite keeps this twin honest.
+
+Values are kept as the JSON text the DALs would send and decoded on every
+read, the way jsonb returns them (object keys in jsonb order, no ``-0.0``), so
+mutating a returned dict never changes the store. A refusal is a
+:class:`~amira_data_access.errors.ServerRefusal` carrying the SQLSTATE and
+constraint PostgreSQL would report, translated like any database error.
+
+Not for production: nothing is persisted or shared between processes, and a
+transaction holds the database's lock until it ends (other threads' writes wait).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from psycopg.types.json import Jsonb
+
+from ..core.statements import (
+    AppliedEntryRow,
+    DeletedKeyRow,
+    EntryRow,
+    KeyValueRow,
+    RevisionRow,
+    Statement,
+)
+from ..entries import ConfigChange
+from ..errors import ServerRefusal
+from ..feed.local import LocalFeed
+
+__all__ = ["Clock", "MemoryDatabase", "Session", "TwinStatements"]
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- the tables ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A row of amira_config.configurations (value as JSON text)."""
+
+    value: str
+    data_type: str
+    description: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    updated_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """A row of amira_config.configuration_history."""
+
+    revision: int
+    version: int
+    operation: str
+    value: str
+    data_type: str
+    description: str | None
+    changed_by: str
+    changed_at: datetime
+    change_reason: str | None
+
+
+@dataclass(slots=True)
+class _Tables:
+    """Both tables. Copied before a write (history tuples are shared: never mutated),
+    so a failed statement or transaction simply drops its copy."""
+
+    rows: dict[str, _Row] = field(default_factory=dict)
+    history: dict[str, tuple[_Change, ...]] = field(default_factory=dict)
+
+    def copy(self) -> _Tables:
+        return _Tables(dict(self.rows), dict(self.history))
+
+
+@dataclass(slots=True)
+class Session:
+    """What a database transaction carries: its tables, clock reading, revision, and state."""
+
+    tables: _Tables
+    now: datetime
+    next_revision: Callable[[], int]
+    revision: int | None = None
+    aborted: bool = False  # a statement failed: PostgreSQL refuses the rest
+    changes: list[ConfigChange] = field(default_factory=list)  # announced at commit
+
+    def current_revision(self) -> int:
+        # Like amira_config.current_revision(): drawn on the transaction's first change.
+        if self.revision is None:
+            self.revision = self.next_revision()
+        return self.revision
+
+
+def _type_mismatch() -> ServerRefusal:
+    return ServerRefusal(
+        'new row for relation "configurations" violates check constraint '
+        '"configurations_value_matches_type"',
+        "23514",
+        "configurations_value_matches_type",
+    )
+
+
+def _aborted() -> ServerRefusal:
+    return ServerRefusal(
+        "current transaction is aborted, commands ignored until end of transaction block",
+        "25P02",
+    )
+
+
+# -- values as jsonb returns them --------------------------------------------------------
+
+
+def _jsonb_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # jsonb keeps object keys sorted by their UTF-8 length, then bytes.
+    return dict(sorted(pairs, key=lambda pair: (len(pair[0].encode()), pair[0].encode())))
+
+
+def _jsonb_float(text: str) -> float:
+    # jsonb numbers are numerics, which have no negative zero: -0.0 comes back 0.0.
+    return float(text) + 0.0
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, object_pairs_hook=_jsonb_object, parse_float=_jsonb_float)
+
+
+def _text(value: Jsonb) -> str:
+    # The operations bind JSON text already encoded (codec.encode_json).
+    assert isinstance(value.obj, str)
+    return value.obj
+
+
+def _matches_type(text: str, data_type: str) -> bool:
+    """The CHECK constraint configurations_value_matches_type, on the JSON text."""
+    value = json.loads(text)
+    if data_type == "str":
+        return isinstance(value, str)
+    if data_type == "int":  # a JSON number with no fractional part
+        return isinstance(value, int) and not isinstance(value, bool)
+    if data_type == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if data_type == "bool":
+        return isinstance(value, bool)
+    return True
+
+
+def _entry(key: str, row: _Row) -> EntryRow:
+    """The column list every configurations query returns."""
+    return (
+        key,
+        _loads(row.value),
+        row.data_type,
+        row.description,
+        row.version,
+        row.created_at,
+        row.updated_at,
+        row.updated_by,
+    )
+
+
+def _revision(key: str, change: _Change) -> RevisionRow:
+    """The column list of list_history."""
+    return (
+        change.revision,
+        key,
+        change.version,
+        change.operation,
+        _loads(change.value),
+        change.data_type,
+        change.description,
+        change.changed_by,
+        change.changed_at,
+        change.change_reason,
+    )
+
+
+# -- the named queries -------------------------------------------------------------------
+
+
+class TwinStatements:
+    """Each named query of queries/*.sql, answered from a session's tables.
+
+    Each method takes the query's parameters and returns what aiosql returns
+    for it (one row, rows, or a row count); the triggers of migrations 0002 and
+    0005 (versions, audit fields, history) are :meth:`_write` and :meth:`_remove`.
+    """
+
+    # -- reads -----------------------------------------------------------------------
+
+    def get_configuration(self, session: Session, /, *, key: str) -> EntryRow | None:
+        row = session.tables.rows.get(key)
+        return _entry(key, row) if row is not None else None
+
+    def get_configuration_value(self, session: Session, /, *, key: str) -> tuple[Any, str] | None:
+        row = session.tables.rows.get(key)
+        return (_loads(row.value), row.data_type) if row is not None else None
+
+    def get_configuration_values(
+        self, session: Session, /, *, keys: list[str]
+    ) -> list[KeyValueRow]:
+        rows = session.tables.rows
+        return [(key, _loads(rows[key].value), rows[key].data_type) for key in keys if key in rows]
+
+    def get_configurations(self, session: Session, /, *, keys: list[str]) -> list[EntryRow]:
+        rows = session.tables.rows
+        return [_entry(key, rows[key]) for key in keys if key in rows]
+
+    def list_configurations(
+        self, session: Session, /, *, prefix: str, after: str | None, limit: int
+    ) -> list[EntryRow]:
+        rows = session.tables.rows
+        # Python orders str by code point, which is UTF-8 byte order: COLLATE "C".
+        keys = sorted(k for k in rows if k.startswith(prefix) and k > (after or ""))
+        return [_entry(key, rows[key]) for key in keys[:limit]]
+
+    def list_history(
+        self, session: Session, /, *, key: str, before_version: int | None, limit: int
+    ) -> list[RevisionRow]:
+        changes = [
+            change
+            for change in reversed(session.tables.history.get(key, ()))
+            if before_version is None or change.version < before_version
+        ]
+        return [_revision(key, change) for change in changes[:limit]]
+
+    def get_value_at(
+        self, session: Session, /, *, key: str, at: datetime
+    ) -> tuple[str, Any, str] | None:
+        change = _latest_change(session, key, at)
+        return (change.operation, _loads(change.value), change.data_type) if change else None
+
+    def get_snapshot_at(
+        self, session: Session, /, *, at: datetime, prefix: str
+    ) -> list[KeyValueRow]:
+        snapshot = []
+        for key in sorted(k for k in session.tables.history if k.startswith(prefix)):
+            change = _latest_change(session, key, at)
+            if change is not None and change.operation != "delete":
+                snapshot.append((key, _loads(change.value), change.data_type))
+        return snapshot
+
+    # -- writes ----------------------------------------------------------------------
+
+    def upsert_configuration(
+        self,
+        session: Session,
+        /,
+        *,
+        key: str,
+        value: Jsonb,
+        data_type: str | None,
+        inferred_type: str,
+        description: str | None,
+        updated_by: str,
+        reason: str | None,
+    ) -> EntryRow:
+        row = _upsert(
+            session, key, _text(value), data_type, inferred_type, description, updated_by, reason
+        )
+        return _entry(key, row)
+
+    def upsert_configurations(
+        self,
+        session: Session,
+        /,
+        *,
+        keys: list[str],
+        values: list[Jsonb],
+        data_types: list[str | None],
+        inferred_types: list[str],
+        descriptions: list[str | None],
+        updated_by: str,
+        reason: str | None,
+    ) -> list[EntryRow]:
+        items = zip(keys, values, data_types, inferred_types, descriptions, strict=True)
+        return [
+            _entry(
+                key,
+                _upsert(session, key, _text(value), given, inferred, text, updated_by, reason),
+            )
+            for key, value, given, inferred, text in items
+        ]
+
+    def replace_configuration_if_version(
+        self,
+        session: Session,
+        /,
+        *,
+        key: str,
+        value: Jsonb,
+        data_type: str | None,
+        description: str | None,
+        updated_by: str,
+        reason: str | None,
+        expected_version: int,
+    ) -> AppliedEntryRow | None:
+        row = session.tables.rows.get(key)
+        if row is None:
+            return None
+        if row.version != expected_version:
+            return (False, *_entry(key, row))
+        written = _upsert(
+            session, key, _text(value), data_type, row.data_type, description, updated_by, reason
+        )
+        return (True, *_entry(key, written))
+
+    def insert_configuration_if_absent(
+        self,
+        session: Session,
+        /,
+        *,
+        key: str,
+        value: Jsonb,
+        data_type: str,
+        description: str | None,
+        updated_by: str,
+        reason: str | None,
+    ) -> AppliedEntryRow | None:
+        row = session.tables.rows.get(key)
+        if row is not None:
+            return (False, *_entry(key, row))
+        written = _upsert(
+            session, key, _text(value), data_type, data_type, description, updated_by, reason
+        )
+        return (True, *_entry(key, written))
+
+    def delete_configuration(
+        self, session: Session, /, *, key: str, deleted_by: str, reason: str | None
+    ) -> int:
+        if key not in session.tables.rows:
+            return 0
+        _remove(session, key, deleted_by, reason)
+        return 1
+
+    def delete_configuration_if_version(
+        self,
+        session: Session,
+        /,
+        *,
+        key: str,
+        deleted_by: str,
+        reason: str | None,
+        expected_version: int,
+    ) -> tuple[bool, int] | None:
+        row = session.tables.rows.get(key)
+        if row is None:
+            return None
+        if row.version != expected_version:
+            return (False, row.version)
+        _remove(session, key, deleted_by, reason)
+        return (True, row.version)
+
+    def delete_configurations(
+        self,
+        session: Session,
+        /,
+        *,
+        keys: list[str],
+        deleted_by: str,
+        reason: str | None,
+        expected_count: int | None,
+    ) -> list[DeletedKeyRow]:
+        existing = sorted(key for key in set(keys) if key in session.tables.rows)
+        return _remove_all(session, existing, deleted_by, reason, expected_count)
+
+    def delete_configurations_by_prefix(
+        self,
+        session: Session,
+        /,
+        *,
+        prefix: str,
+        deleted_by: str,
+        reason: str | None,
+        expected_count: int | None,
+    ) -> list[DeletedKeyRow]:
+        existing = sorted(key for key in session.tables.rows if key.startswith(prefix))
+        return _remove_all(session, existing, deleted_by, reason, expected_count)
+
+    def rollback_configuration(
+        self,
+        session: Session,
+        /,
+        *,
+        key: str,
+        to_version: int,
+        updated_by: str,
+        reason: str | None,
+    ) -> EntryRow | None:
+        target = next(
+            (
+                change
+                for change in session.tables.history.get(key, ())
+                if change.version == to_version and change.operation != "delete"
+            ),
+            None,
+        )
+        if target is None:
+            return None
+        # Value, type and description all come from the target, even a None description.
+        content = replace(
+            _next_row(session, key, target.value, target.data_type, updated_by),
+            description=target.description,
+        )
+        return _entry(key, _write(session, key, content, reason))
+
+    def server_health(self, session: Session, /) -> tuple[str, bool]:
+        return ("in-memory", True)
+
+
+# -- what the table's constraints and triggers do ---------------------------------------
+
+
+def _latest_change(session: Session, key: str, at: datetime) -> _Change | None:
+    earlier = [c for c in session.tables.history.get(key, ()) if c.changed_at <= at]
+    return max(earlier, key=lambda c: c.version, default=None)
+
+
+def _upsert(
+    session: Session,
+    key: str,
+    text: str,
+    data_type: str | None,
+    inferred_type: str,
+    description: str | None,
+    updated_by: str,
+    reason: str | None,
+) -> _Row:
+    old = session.tables.rows.get(key)
+    # An omitted type keeps the stored one, else is inferred; an omitted
+    # description keeps the stored one (COALESCE in the upsert queries).
+    resolved = data_type or (old.data_type if old is not None else inferred_type)
+    if description is None and old is not None:
+        description = old.description
+    row = replace(_next_row(session, key, text, resolved, updated_by), description=description)
+    return _write(session, key, row, reason)
+
+
+def _next_row(session: Session, key: str, text: str, data_type: str, updated_by: str) -> _Row:
+    """configurations_before_write: version, created_at, updated_at."""
+    if not _matches_type(text, data_type):
+        raise _type_mismatch()
+    now = session.now
+    old = session.tables.rows.get(key)
+    if old is None:
+        # Versions continue across a delete and re-create.
+        history = session.tables.history.get(key, ())
+        version = max((c.version for c in history), default=0) + 1
+        return _Row(text, data_type, None, version, now, now, updated_by)
+    return _Row(text, data_type, None, old.version + 1, old.created_at, now, updated_by)
+
+
+def _write(session: Session, key: str, row: _Row, reason: str | None) -> _Row:
+    """Store ``row`` and append its history row (configurations_record_history)."""
+    operation = "insert" if key not in session.tables.rows else "update"
+    session.tables.rows[key] = row
+    _record(session, key, row.version, operation, row, row.updated_by, reason)
+    return row
+
+
+def _remove(session: Session, key: str, deleted_by: str, reason: str | None) -> None:
+    row = session.tables.rows.pop(key)
+    # A deletion is the next version and keeps what the key held.
+    _record(session, key, row.version + 1, "delete", row, deleted_by, reason)
+
+
+def _remove_all(
+    session: Session,
+    existing: list[str],
+    deleted_by: str,
+    reason: str | None,
+    expected_count: int | None,
+) -> list[DeletedKeyRow]:
+    """delete_configurations(_by_prefix): all of them, or none when the count differs."""
+    if expected_count is not None and len(existing) != expected_count:
+        return [(key, False) for key in existing]
+    for key in existing:
+        _remove(session, key, deleted_by, reason)
+    return [(key, True) for key in existing]
+
+
+def _record(
+    session: Session, key: str, version: int, operation: str, row: _Row, by: str, reason: str | None
+) -> None:
+    change = _Change(
+        revision=session.current_revision(),
+        version=version,
+        operation=operation,
+        value=row.value,
+        data_type=row.data_type,
+        description=row.description,
+        changed_by=by,
+        changed_at=session.now,
+        change_reason=reason or None,  # the queries store '' as NULL too
+    )
+    session.tables.history[key] = (*session.tables.history.get(key, ()), change)
+    session.changes.append(ConfigChange(key, version, operation, by, change.revision))  # type: ignore[arg-type]
+
+
+# -- the database ----------------------------------------------------------------------
+
+_TWIN = TwinStatements()
+
+
+class MemoryDatabase:
+    """Both tables, their triggers and the change feed: the server an in-memory store talks to.
+
+    Share one between stores (sync and async) to see the same data. ``clock``
+    gives the instants written to ``created_at``/``updated_at`` and the history.
+    Thread-safe: a statement or transaction works on a copy of the tables,
+    published when it commits; reads use the last published tables without waiting.
+    """
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self.clock = clock or _utc_now
+        self.feed = LocalFeed()
+        self._tables = _Tables()
+        self._lock = threading.RLock()  # writes; reentrant for a thread inside a transaction
+        self._revisions = itertools.count(1)  # amira_config.revision_seq
+
+    def run(self, statement: Statement[Any]) -> Any:
+        """Run one statement on its own (autocommit): atomic, published only if it succeeds."""
+        if statement.read_only:
+            return _answer(statement, self._session(self._tables))
+        with self._lock:
+            session = self._session(self._tables.copy())
+            result = _answer(statement, session)
+            self._commit(session)
+        return result
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A transaction: published when the block ends, dropped if it raises or aborted.
+
+        As in PostgreSQL, its changes share one history revision and one instant,
+        and after a statement failed inside it the rest are refused.
+        """
+        with self._lock:
+            session = self._session(self._tables.copy())
+            yield session
+            if not session.aborted:
+                self._commit(session)
+
+    def run_in(self, session: Session, statement: Statement[Any]) -> Any:
+        """Run a statement inside an open transaction; a refusal aborts the transaction."""
+        if session.aborted:
+            raise _aborted()
+        try:
+            return _answer(statement, session)
+        except ServerRefusal:
+            session.aborted = True
+            raise
+
+    def _session(self, tables: _Tables) -> Session:
+        return Session(tables, now=self.clock(), next_revision=self._revisions.__next__)
+
+    def _commit(self, session: Session) -> None:
+        # Only the keys the session changed: writes this thread made outside a
+        # transaction meanwhile (to other keys) are kept.
+        touched = {change.key for change in session.changes}
+        published = self._tables.copy()
+        for key in touched:
+            if key in session.tables.rows:
+                published.rows[key] = session.tables.rows[key]
+            else:
+                published.rows.pop(key, None)
+            published.history[key] = session.tables.history[key]
+        self._tables = published
+        # Announced in commit order, while the lock is held.
+        self.feed.publish(session.changes)
+
+
+def _answer(statement: Statement[Any], session: Session) -> Any:
+    return getattr(_TWIN, statement.query)(session, **statement.params)
+
+
+if TYPE_CHECKING:
+    from ..core.statements import Statements
+
+    def _twin_answers_every_query(twin: TwinStatements) -> Statements:
+        return twin  # mypy proves the twin has every query, with the same signature

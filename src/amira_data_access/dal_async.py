@@ -1,0 +1,613 @@
+"""AsyncConfigDAL: the facade services use to read and change their configuration.
+
+Written once, as async code; ``tools/async_to_sync.py`` generates the sync
+form (whose first line says so). Every operation is written once, without
+I/O, in :mod:`.core.operations`; here the stores only drive those operations:
+:meth:`_Operations._run` sends each statement an operation asks for to the
+backend (a pooled connection, the caller's connection, or the in-memory twin),
+sleeps when it asks, and hands back the rows or the error.
+
+Cancelling a task in the middle of a call is safe: psycopg cancels the
+statement on the server before the connection goes back to the pool (or the
+pool closes it), and every write is one statement in autocommit, or a
+transaction rolled back when the block is left by the cancellation. A cancelled
+write has therefore either happened completely or not at all.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, cast
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from ._acompat import Lock, in_thread, sleep
+from .backends.postgres import (
+    APPLICATION_NAME,
+    IdleTracker,
+    async_queries,
+    pool_settings,
+    tuple_rows,
+)
+from .codec import validate_prefix
+from .core import operations as ops
+from .core.arguments import write_params
+from .core.retry import NO_RETRY, RetryPolicy
+from .core.running import UNSET, Context, Sleep, Steps
+from .core.statements import Statement
+from .entries import ConfigChange, ConfigEntry, ConfigItem, ConfigRevision, Health
+from .errors import (
+    BACKEND_ERRORS,
+    ConfigurationAccessError,
+    DatabaseConnectionError,
+    InvalidConfigurationError,
+    first_line,
+    scrub,
+)
+from .feed.listener import listener_feed
+from .feed.streams import AsyncChangeStream, Feed, Subscription
+from .settings import conninfo_from_env
+
+if TYPE_CHECKING:
+    # Imported where used at run time: this module is imported by the package, and
+    # an eager import would make `python -m amira_data_access.migrations` warn.
+    from . import migrations
+
+__all__ = ["AsyncConfigDAL", "AsyncConfigTransaction"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# ``list`` is also a method name inside the classes: spell the types out here.
+_EntryList = list[ConfigEntry]
+_KeyList = list[str]
+_RevisionList = list[ConfigRevision]
+_MigrationList = list["migrations.Migration"]
+
+
+async def execute(queries: Any, conn: psycopg.AsyncConnection[Any], step: Statement[Any]) -> Any:
+    """Run one statement on ``conn`` with aiosql and return its raw result."""
+    query = getattr(queries, step.query)
+    if step.many:
+        # aiosql gives many rows as a generator: drain it while we hold the connection.
+        return [row async for row in query(conn, **step.params)]
+    return await query(conn, **step.params)
+
+
+class _Operations:
+    """Every read and write, shared by the stores and their transactions.
+
+    Each method runs its operation of :mod:`.core.operations`; subclasses say
+    only how one statement is executed (:meth:`_execute`).
+    """
+
+    _context: Context
+
+    async def _execute(self, step: Statement[Any]) -> Any:
+        """Run one statement and return its rows (backend errors propagate)."""
+        raise NotImplementedError
+
+    async def _run(
+        self,
+        operation: Callable[Concatenate[Context, P], Steps[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Drive ``operation``: execute the statements it asks for, sleep when it asks."""
+        steps = operation(self._context, *args, **kwargs)
+        try:
+            step = next(steps)  # validation runs here, before any I/O
+            while True:
+                if isinstance(step, Sleep):
+                    await sleep(step.seconds)
+                    step = steps.send(None)
+                    continue
+                try:
+                    result = await self._execute(step)
+                except BACKEND_ERRORS as exc:
+                    step = steps.throw(exc)  # retried, or translated, by the operation
+                else:
+                    step = steps.send(result)
+        except StopIteration as done:
+            return cast(T, done.value)
+        finally:
+            steps.close()  # cancelled or failed in our own code: the operation logs nothing
+
+    # -- reads ---------------------------------------------------------------------
+
+    async def get(self, key: str, default: Any = UNSET) -> Any:
+        """The value of ``key``; when absent, ``default`` if given, else its registered
+        default (see :meth:`register_defaults`), else None."""
+        return await self._run(ops.get, key, default)
+
+    async def get_entry(self, key: str) -> ConfigEntry | None:
+        """The whole stored entry of ``key`` (value, type, version, audit fields), or None."""
+        return await self._run(ops.get_entry, key)
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The values of ``keys`` in one round trip; absent keys are left out."""
+        return await self._run(ops.get_many, keys)
+
+    async def list(
+        self, prefix: str = "", *, after: str | None = None, limit: int = 100
+    ) -> _EntryList:
+        """Entries whose key starts with ``prefix``, in key order, at most ``limit`` (1-1000).
+
+        For the next page pass the last key you got as ``after`` (keyset pagination:
+        stable while keys are added or removed, and cheap however deep you go).
+        """
+        return await self._run(ops.list_entries, prefix, after, limit)
+
+    async def history(
+        self, key: str, *, limit: int = 100, before_version: int | None = None
+    ) -> _RevisionList:
+        """Changes of ``key``, newest first (deletions included); page with ``before_version``."""
+        return await self._run(ops.history, key, limit, before_version)
+
+    async def get_at(self, key: str, when: datetime) -> Any:
+        """The value ``key`` had at instant ``when`` (timezone-aware), None if absent then."""
+        return await self._run(ops.get_at, key, when)
+
+    async def snapshot_at(self, when: datetime, prefix: str = "") -> dict[str, Any]:
+        """Every key starting with ``prefix`` as it was at instant ``when``: key -> value."""
+        return await self._run(ops.snapshot_at, when, prefix)
+
+    # -- writes --------------------------------------------------------------------
+
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        *,
+        data_type: str | None = None,
+        description: str | None = None,
+        updated_by: str,
+        reason: str | None = None,
+        expected_version: int | None = None,
+    ) -> ConfigEntry:
+        """Create or replace ``key``; return the stored entry (``version`` 1, then +1 per change).
+
+        ``data_type`` (str, int, float, bool, json) is inferred from the value for a
+        new key and kept from the stored entry when omitted on an update; the value
+        must match it. ``description`` is kept when omitted. ``reason`` goes into the
+        history. With ``expected_version`` the write happens only if the stored
+        version is that one (0: only if the key does not exist yet), else
+        :class:`~amira_data_access.errors.ConcurrentModificationError`.
+        """
+        return await self._run(
+            ops.set_value,
+            key,
+            value,
+            data_type=data_type,
+            description=description,
+            updated_by=updated_by,
+            reason=reason,
+            expected_version=expected_version,
+        )
+
+    async def set_default(
+        self,
+        key: str,
+        value: Any,
+        *,
+        data_type: str | None = None,
+        description: str | None = None,
+        updated_by: str,
+    ) -> ConfigEntry:
+        """Create ``key`` only if it does not exist; return the stored entry either way.
+
+        Race-free: concurrent callers never overwrite each other or fail.
+        """
+        return await self._run(
+            ops.set_default,
+            key,
+            value,
+            data_type=data_type,
+            description=description,
+            updated_by=updated_by,
+        )
+
+    async def set_many(
+        self,
+        items: Mapping[str, Any] | Iterable[ConfigItem],
+        *,
+        updated_by: str,
+        reason: str | None = None,
+    ) -> _EntryList:
+        """Write many keys at once: all or nothing, one history revision; entries in key order.
+
+        ``items`` maps keys to values (types inferred or kept), or is a sequence of
+        :class:`~amira_data_access.entries.ConfigItem` to give types and descriptions.
+        """
+        return await self._run(ops.set_many, items, updated_by=updated_by, reason=reason)
+
+    async def delete(
+        self,
+        key: str,
+        *,
+        deleted_by: str,
+        reason: str | None = None,
+        expected_version: int | None = None,
+    ) -> bool:
+        """Delete ``key``; True if it existed. Its history stays (a ``delete`` revision).
+
+        With ``expected_version`` the key is deleted only at that version, else
+        :class:`~amira_data_access.errors.ConcurrentModificationError`.
+        """
+        return await self._run(
+            ops.delete, key, deleted_by=deleted_by, reason=reason, expected_version=expected_version
+        )
+
+    async def delete_many(
+        self,
+        keys: Iterable[str],
+        *,
+        deleted_by: str,
+        reason: str | None = None,
+        expected_count: int | None = None,
+    ) -> _KeyList:
+        """Delete those of ``keys`` that exist (at most 1000): all or nothing, one revision.
+
+        Returns the deleted keys in key order. With ``expected_count``, nothing is
+        deleted unless exactly that many of the keys exist, else
+        :class:`~amira_data_access.errors.UnexpectedCountError`.
+        """
+        return await self._run(
+            ops.delete_many,
+            keys,
+            deleted_by=deleted_by,
+            reason=reason,
+            expected_count=expected_count,
+        )
+
+    async def delete_prefix(
+        self,
+        prefix: str,
+        *,
+        deleted_by: str,
+        reason: str | None = None,
+        expected_count: int | None = None,
+    ) -> _KeyList:
+        """Delete every key starting with ``prefix`` (not empty): all or nothing, one revision.
+
+        Returns the deleted keys in key order; ``expected_count`` as in :meth:`delete_many`
+        (list the keys first, then pass their number, to delete exactly what you saw).
+        """
+        return await self._run(
+            ops.delete_prefix,
+            prefix,
+            deleted_by=deleted_by,
+            reason=reason,
+            expected_count=expected_count,
+        )
+
+    async def rollback(
+        self, key: str, *, to_version: int, updated_by: str, reason: str | None = None
+    ) -> ConfigEntry:
+        """Write a new version of ``key`` with the value, type and description of ``to_version``."""
+        return await self._run(
+            ops.rollback, key, to_version=to_version, updated_by=updated_by, reason=reason
+        )
+
+
+class AsyncConfigTransaction(_Operations):
+    """The store's methods on one connection, inside a transaction someone else owns.
+
+    From :meth:`AsyncConfigDAL.transaction` (committed when the block ends,
+    rolled back on an exception) or :meth:`AsyncConfigDAL.bind` (your
+    connection, your transaction). Nothing is retried here: a failed statement
+    fails the transaction.
+    """
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], queries: Any, context: Context) -> None:
+        self.connection = conn
+        self._queries = queries
+        self._context = context
+
+    async def _execute(self, step: Statement[Any]) -> Any:
+        # The caller's connection may use another row factory; our rows are tuples.
+        with tuple_rows(self.connection):
+            return await execute(self._queries, self.connection, step)
+
+
+class _Store(_Operations):
+    """What a whole store offers beyond reads and writes: defaults, the change feed,
+    health, and ``with`` (shared by the DAL and the in-memory store)."""
+
+    _connect_timeout: float
+
+    async def open(self) -> None:
+        """Get ready (connect); subclasses say how."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release everything; subclasses say how."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- defaults --------------------------------------------------------------------
+
+    def register_defaults(self, defaults: Mapping[str, Any]) -> None:
+        """Values :meth:`get` returns for absent keys (in-process only; see ensure_defaults)."""
+        if not isinstance(defaults, Mapping):
+            raise InvalidConfigurationError(
+                f"register_defaults takes a mapping of key to value, not {type(defaults).__name__}"
+            )
+        for key, value in defaults.items():
+            write_params(key, value, data_type=None, description=None, updated_by="-")
+        self._context.defaults = {**self._context.defaults, **defaults}
+
+    async def ensure_defaults(self, *, updated_by: str) -> _EntryList:
+        """Write each registered default whose key is absent (race-free); return stored entries."""
+        return [
+            await self.set_default(key, value, updated_by=updated_by)
+            for key, value in self._context.defaults.items()
+        ]
+
+    # -- change feed -----------------------------------------------------------------
+
+    def _change_feed(self) -> Feed:
+        """The feed of committed changes (started on first use); subclasses say which."""
+        raise NotImplementedError
+
+    def _current_feed(self) -> Feed | None:
+        """The feed if one is running (health reports it)."""
+        raise NotImplementedError
+
+    def watch(self, prefix: str = "") -> AsyncChangeStream:
+        """An iterator of committed changes to keys starting with ``prefix``::
+
+            async with dal.watch("amira.chat.") as changes:
+                async for change in changes:
+                    print(change.key, change.version, change.operation)
+
+        Changes made by any process, and by raw SQL, are seen: every change
+        committed after the stream has started (if the server is unreachable then,
+        after the listener first connects). The listener reconnects by itself and
+        re-reads from the history what it missed meanwhile.
+        """
+        validate_prefix(prefix)
+        return AsyncChangeStream(self._change_feed(), prefix, self._connect_timeout)
+
+    async def subscribe(
+        self, callback: Callable[[ConfigChange], None], prefix: str = ""
+    ) -> Subscription:
+        """Call ``callback(change)`` on the feed's thread for each change under ``prefix``.
+
+        Keep callbacks short (they run one after another); an exception in one is
+        logged and does not stop the others. ``close()`` the result to unsubscribe.
+        """
+        validate_prefix(prefix)
+        feed = self._change_feed()
+        subscription = feed.subscribe(callback, prefix)
+        await in_thread(feed.wait_connected, self._connect_timeout)
+        return subscription
+
+    # -- health ----------------------------------------------------------------------
+
+    async def health(self) -> Health:
+        """Reachability, latency, server version, schema state, pool and change-feed state."""
+        started = time.perf_counter()
+        reachable, version, schema_ready, error = False, None, False, None
+        try:
+            version, tables_exist = await self._run(ops.server_health)
+            reachable = True
+            schema_ready = tables_exist and await self._schema_up_to_date()
+        except ConfigurationAccessError as exc:
+            error = scrub(first_line(exc), self._context.secrets)
+        feed = self._current_feed()
+        return Health(
+            reachable=reachable,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            server_version=version,
+            schema_up_to_date=schema_ready,
+            pool=self._pool_stats(),
+            listener_connected=feed.connected if feed is not None else None,
+            cache_size=None,
+            cache_age_seconds=None,
+            error=error,
+        )
+
+    async def _schema_up_to_date(self) -> bool:
+        raise NotImplementedError
+
+    def _pool_stats(self) -> dict[str, int]:
+        return {}
+
+
+class _IdleConnectionCheck(IdleTracker):
+    """Pool ``check`` callback: ping a connection before reuse if it sat idle a while."""
+
+    __slots__ = ()
+
+    async def __call__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if self.due(conn):
+            await AsyncConnectionPool.check_connection(conn)
+
+
+class AsyncConfigDAL(_Store):
+    """Typed, audited access to ``amira_config.configurations`` over a connection pool.
+
+    The pool opens on first use (or :meth:`open`) and is closed by :meth:`close`
+    or by leaving a ``with`` block; open one per process and share it. A pooled
+    connection idle for ``check_after_idle`` seconds or more is pinged before
+    reuse and replaced if the server dropped it. Each call is one statement run
+    in autocommit: a transaction around it would only add round trips.
+    Transient failures are retried per ``retry`` (see
+    :class:`~amira_data_access.core.retry.RetryPolicy`).
+
+    Every failure is a :class:`~amira_data_access.errors.ConfigurationAccessError`;
+    bad input raises :class:`~amira_data_access.errors.InvalidConfigurationError`
+    before any SQL runs.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 5.0,
+        check_after_idle: float = 1.0,
+        retry: RetryPolicy | None = None,
+        application_name: str = APPLICATION_NAME,
+    ) -> None:
+        self._settings = settings = pool_settings(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            connect_timeout=connect_timeout,
+            check_after_idle=check_after_idle,
+            retry=retry,
+            application_name=application_name,
+        )
+        self._context = Context(retry=settings.retry, secrets=settings.secrets)
+        self._connect_timeout = connect_timeout
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            **settings.pool_kwargs, check=_IdleConnectionCheck(check_after_idle)
+        )
+        self._queries = async_queries()
+        self._open_lock = Lock()
+        self._feed_lock = threading.Lock()  # the feed is created once, from any thread
+        self._opened = False
+        self._closed = False
+        self._feed: Feed | None = None
+
+    @classmethod
+    def from_env(cls, **options: Any) -> Self:
+        """A store for the database named by the environment (``AMIRA_CONFIG_DSN`` or ``DB_*``)."""
+        return cls(conninfo_from_env(), **options)
+
+    @property
+    def target(self) -> str:
+        """Which server and database this store uses, without the password (for logs, CLIs)."""
+        return self._settings.description
+
+    @property
+    def pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        """The underlying pool (for its ``get_stats()`` in health checks and tests)."""
+        return self._pool
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect now instead of on first use; raises DatabaseConnectionError if impossible."""
+        async with self._open_lock:
+            if self._closed:
+                raise DatabaseConnectionError("this AsyncConfigDAL is closed")
+            if self._opened:
+                return
+            settings = self._settings
+            with self._context.operation("config.open", level="info") as op:
+                # One direct connection first: the pool only reports "timed out", while
+                # this says why (refused, wrong password, unknown database) at once.
+                probe = await psycopg.AsyncConnection.connect(
+                    settings.conninfo, **settings.connect_kwargs
+                )
+                await probe.close()
+                await self._pool.open(wait=True, timeout=settings.connect_timeout)
+                op.note(target=self.target)
+            self._opened = True
+
+    async def close(self) -> None:
+        """Close the pool, the change feed and their connections; the store cannot be used again."""
+        with self._feed_lock:
+            self._closed = True
+            feed, self._feed = self._feed, None
+        if feed is not None:
+            await in_thread(feed.close)
+        await self._pool.close()
+
+    # -- running statements ----------------------------------------------------------
+
+    async def _execute(self, step: Statement[Any]) -> Any:
+        if not self._opened:
+            await self.open()
+        async with self._pool.connection() as conn:
+            return await execute(self._queries, conn, step)
+
+    # -- transactions ----------------------------------------------------------------
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConfigTransaction]:
+        """Run several operations in one database transaction::
+
+            async with dal.transaction() as tx:
+                await tx.set("a", 1, updated_by="ops")
+                await tx.delete("b", deleted_by="ops")
+
+        Committed when the block ends, rolled back if it raises (cancellation
+        included); all changes share one history revision. Not retried (a
+        transaction is not safe to replay behind your back).
+        """
+        async with self._transaction(self._transaction_context()) as tx:
+            yield tx
+
+    @asynccontextmanager
+    async def _transaction(self, context: Context) -> AsyncIterator[AsyncConfigTransaction]:
+        if not self._opened:
+            await self.open()
+        with self._context.operation("config.transaction", level="info"):
+            async with self._pool.connection() as conn, conn.transaction():
+                yield AsyncConfigTransaction(conn, self._queries, context)
+
+    def bind(self, conn: psycopg.AsyncConnection[Any]) -> AsyncConfigTransaction:
+        """The store's methods on *your* connection, inside *your* transaction.
+
+        Use it to change configuration atomically with your own data; you commit
+        or roll back. The connection must reach a database with the schema.
+        """
+        return AsyncConfigTransaction(conn, self._queries, self._transaction_context())
+
+    def _transaction_context(self) -> Context:
+        """What operations in a transaction rely on: no retries (the transaction is the unit)."""
+        return self._context.derive(retry=NO_RETRY)
+
+    # -- change feed -----------------------------------------------------------------
+
+    def _change_feed(self) -> Feed:
+        with self._feed_lock:
+            if self._closed:
+                raise DatabaseConnectionError("this AsyncConfigDAL is closed")
+            if self._feed is None:
+                settings = self._settings
+                self._feed = listener_feed(settings.conninfo, settings.connect_kwargs)
+            return self._feed
+
+    def _current_feed(self) -> Feed | None:
+        return self._feed
+
+    # -- health and schema -----------------------------------------------------------
+
+    def _pool_stats(self) -> dict[str, int]:
+        return dict(self._pool.get_stats()) if self._opened else {}
+
+    async def _schema_up_to_date(self) -> bool:
+        from . import migrations  # see the TYPE_CHECKING note
+
+        status = await in_thread(migrations.status, self._settings.conninfo)
+        return status.up_to_date
+
+    async def migrate(self) -> _MigrationList:
+        """Apply pending migrations (safe from several processes at once); return those applied."""
+        from . import migrations  # see the TYPE_CHECKING note
+
+        return await in_thread(migrations.migrate, self._settings.conninfo)
+
+    async def migration_status(self) -> migrations.MigrationStatus:
+        """Applied, pending and changed migrations of this database."""
+        from . import migrations  # see the TYPE_CHECKING note
+
+        return await in_thread(migrations.status, self._settings.conninfo)

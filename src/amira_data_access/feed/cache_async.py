@@ -1,0 +1,263 @@
+"""A read cache kept fresh by the change feed, that keeps answering when the database is away.
+
+Written once, as async code; ``tools/async_to_sync.py`` generates the sync
+form (whose first line says so).
+
+:class:`AsyncCachedConfigDAL` is an :class:`~amira_data_access.AsyncConfigDAL`
+whose ``get``, ``get_entry`` and ``get_many`` are answered from process memory:
+
+* **Fresh**: every committed change (from any process, or raw SQL) is announced
+  by the database and drops the cached key; the cache is used only while the
+  listener is connected, and the listener re-reads what it missed on reconnect
+  (see :mod:`amira_data_access.feed.listener`), so staleness is bounded by the
+  notification delay (measured by ``just bench``). While the listener is down,
+  reads go to the database.
+* **Read-your-writes**: a write through this store updates the cache at once
+  (every operation reports what it wrote; keys written in a transaction are
+  dropped when it ends).
+* **Stale-on-error**: when the database cannot be reached, cached values keep
+  being served and a warning (``outcome="stale"``) says so; a key never seen
+  falls back to the caller's or the registered default, else raises
+  :class:`~amira_data_access.errors.DatabaseConnectionError`.
+
+A fill that raced with a change is not stored: each key has a generation,
+bumped by every change, and a read only fills the cache if the generation did
+not move while it was in flight (:class:`~.cache_state.ConfigCache`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+from .._acompat import in_thread
+from ..core import operations as ops
+from ..core.arguments import key_list
+from ..core.retry import NO_RETRY
+from ..core.running import UNSET, Context
+from ..dal_async import AsyncConfigDAL, AsyncConfigTransaction
+from ..entries import ConfigEntry, Health
+from ..errors import DatabaseConnectionError, InvalidConfigurationError
+from ..logging import get_logger
+from .cache_state import FORGET, MISS, ConfigCache
+from .streams import Subscription
+
+__all__ = ["AsyncCachedConfigDAL"]
+
+_FEED_WAIT_SECONDS: Final = 5.0
+
+
+class _CacheWrites:
+    """Read-your-writes: each change an operation of this store made goes into the cache."""
+
+    __slots__ = ("_cache",)
+
+    def __init__(self, cache: ConfigCache) -> None:
+        self._cache = cache
+
+    def written(self, entry: ConfigEntry) -> None:
+        self._cache.written(entry.key, entry)
+
+    def removed(self, key: str) -> None:
+        self._cache.written(key, FORGET)
+
+
+class _WrittenKeys:
+    """The keys a transaction changed: dropped from the cache once it has ended."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+
+    def written(self, entry: ConfigEntry) -> None:
+        self.keys.add(entry.key)
+
+    def removed(self, key: str) -> None:
+        self.keys.add(key)
+
+
+class AsyncCachedConfigDAL(AsyncConfigDAL):
+    """A DAL whose reads are served from a feed-invalidated in-process cache.
+
+    Same constructor as the DAL. Cache hits are not logged one by one (that
+    would cost more than the hit); :meth:`health` reports size and age.
+    """
+
+    def __init__(self, dsn: str, **options: Any) -> None:
+        super().__init__(dsn, **options)
+        self._cache = ConfigCache()
+        self._context.observer = _CacheWrites(self._cache)
+        self._subscription: Subscription | None = None
+
+    async def open(self) -> None:
+        """Open the pool and start the change feed that keeps the cache fresh."""
+        await super().open()
+        feed = self._change_feed()
+        with self._feed_lock:
+            if self._subscription is not None:
+                return
+            # Entries filled before the feed first listened may have missed a change
+            # that nobody will announce again: drop them when it first syncs, and
+            # drop what other callers filled before this subscription existed.
+            feed.on_first_sync(self._cache.reset)
+            self._subscription = feed.subscribe(self._cache.changed)
+            self._cache.reset()
+        # Serve from cache as soon as the feed is live; until then reads go to
+        # the database, so not waiting long here is safe.
+        await in_thread(feed.wait_connected, _FEED_WAIT_SECONDS)
+
+    def _feed_live(self) -> bool:
+        feed = self._feed
+        return feed is not None and feed.connected
+
+    # -- reads -----------------------------------------------------------------------
+
+    async def get(self, key: str, default: Any = UNSET) -> Any:
+        """The value of ``key``, from the cache when it is fresh (see the module docstring)."""
+        if self._feed_live():
+            try:
+                value = self._cache.value(key)
+            except TypeError:  # unhashable: not a key, which the operation below refuses
+                value = MISS
+            if value is not MISS:
+                if value is None and self._cache.entry(key) is None:
+                    return self._default_for(key, default)  # known absent
+                return value
+        try:
+            entry = await self._read_entry(key)
+        except DatabaseConnectionError:  # unreachable, and the key was never cached
+            if default is UNSET and key not in self._context.defaults:
+                raise
+            get_logger().warning("config.get", key=key, outcome="default_while_unreachable")
+            return self._default_for(key, default)
+        return self._default_for(key, default) if entry is None else entry.value
+
+    async def get_entry(self, key: str) -> ConfigEntry | None:
+        """The entry of ``key``, from the cache when it is fresh."""
+        if self._feed_live():
+            try:
+                cached = self._cache.entry(key)
+            except TypeError:  # unhashable: refused by the operation below
+                cached = MISS
+            if cached is not MISS:
+                return cached  # type: ignore[return-value]  # ConfigEntry | None here
+        return await self._read_entry(key)
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The values of ``keys``: cached ones from memory, the rest in one round trip."""
+        if isinstance(keys, str | bytes) or not isinstance(keys, Iterable):
+            return await super().get_many(keys)  # refused there, with the usual message
+        given = list(keys)  # an iterator can be read only once
+        try:
+            wanted = key_list(given, what="get_many")
+        except InvalidConfigurationError:
+            return await super().get_many(given)  # refused there, logged
+        found: dict[str, Any] = {}
+        missing: list[str] = []
+        live = self._feed_live()
+        for key in wanted:
+            value = self._cache.value(key) if live else MISS
+            if value is MISS:
+                missing.append(key)
+            elif value is not None or self._cache.entry(key) is not None:
+                found[key] = value
+        if missing:
+            found.update(await self._read_many(missing))
+        return {key: found[key] for key in wanted if key in found}
+
+    async def _read_entry(self, key: str) -> ConfigEntry | None:
+        """Read through to the database and fill the cache; stale cached entry if unreachable."""
+        generation = self._generation(key)
+        try:
+            entry = await super().get_entry(key)
+        except DatabaseConnectionError as exc:
+            cached = self._cache.entry(key)
+            if cached is MISS:
+                raise
+            self._warn_stale(key, exc)
+            return cached  # type: ignore[return-value]  # ConfigEntry | None here
+        if generation is not None:
+            self._cache.fill(key, entry, generation)
+        return entry
+
+    async def _read_many(self, keys: list[str]) -> dict[str, Any]:
+        generations = {key: self._generation(key) for key in keys}
+        try:
+            entries = await self._run(ops.get_entries, keys)
+        except DatabaseConnectionError as exc:
+            stale: dict[str, Any] = {}
+            for key in keys:
+                entry = self._cache.entry(key)
+                if entry is MISS:
+                    raise
+                if isinstance(entry, ConfigEntry):
+                    stale[key] = entry.value
+            self._warn_stale(",".join(keys), exc)
+            return stale
+        for key, generation in generations.items():
+            if generation is not None:
+                self._cache.fill(key, entries.get(key), generation)
+        return {key: entry.value for key, entry in entries.items()}
+
+    def _generation(self, key: str) -> tuple[int, int] | None:
+        try:
+            return self._cache.generation(key)
+        except TypeError:  # not a key: the operation refuses it, nothing is filled
+            return None
+
+    # -- defaults and failures --------------------------------------------------------
+
+    def _default_for(self, key: str, default: Any) -> Any:
+        return self._context.defaults.get(key) if default is UNSET else default
+
+    def _warn_stale(self, key: str, exc: BaseException) -> None:
+        get_logger().warning("config.get", key=key, outcome="stale", error=str(exc))
+
+    # -- writes: read-your-writes ------------------------------------------------------
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConfigTransaction]:
+        """A transaction of the DAL; keys written in it are dropped from the cache when it ends.
+
+        Dropped when the block ends, committed or not: the next read goes to the
+        database, so a committed change is seen at once by this process.
+        """
+        written = _WrittenKeys()
+        try:
+            context = self._context.derive(retry=NO_RETRY, observer=written)
+            async with self._transaction(context) as tx:
+                yield tx
+        finally:
+            for key in written.keys:
+                self._cache.written(key, FORGET)
+
+    def _transaction_context(self) -> Context:
+        # bind(): the caller commits whenever it likes, so drop a key as soon as it
+        # is written; the change's notification drops it again after the commit.
+        return self._context.derive(retry=NO_RETRY, observer=_CacheWrites(self._cache))
+
+    # -- health ------------------------------------------------------------------------
+
+    async def health(self) -> Health:
+        """The DAL's health plus the cache's size and the age of its last resync."""
+        report = await super().health()
+        feed = self._feed
+        age = None
+        if feed is not None and feed.last_sync is not None:
+            age = round(time.monotonic() - feed.last_sync, 3)
+        return dataclasses.replace(report, cache_size=len(self._cache), cache_age_seconds=age)
+
+    async def close(self) -> None:
+        """Stop the cache's subscription, close the DAL, and forget every cached entry.
+
+        A closed store refuses to work, like the DAL: it does not serve stale values.
+        """
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.close()
+        await super().close()
+        self._cache.reset()
