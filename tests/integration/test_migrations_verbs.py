@@ -16,7 +16,6 @@ from structlog.testing import capture_logs
 
 from amira_data_access import MigrationError
 from amira_data_access.migrations import (
-    RESET_ALLOWED_ENV,
     baseline,
     checksum,
     discover,
@@ -26,6 +25,7 @@ from amira_data_access.migrations import (
     status,
     verify,
 )
+from amira_data_access.migrations.verbs import RESET_ALLOWED_ENV
 
 
 def _write(folder: Path, name: str, sql: str) -> Path:
