@@ -3,6 +3,13 @@
 Each opens its own connection. The ones that write take the advisory lock
 first, and every one validates before it changes anything: a refusal names
 every problem at once and leaves the database as it was.
+
+Errors: :class:`~amira_data_access.errors.MigrationError` is for what the
+migrations themselves refuse or fail (a problem list, a file that failed, the
+lock held too long by another run). Any other driver error is raised as
+:func:`~amira_data_access.errors.translate` classifies it everywhere else: a
+server lost while waiting for the lock is a DatabaseConnectionError, a missing
+schema a SchemaNotReadyError, and so on.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ def status(conninfo: str, *, directory: Path | None = None) -> MigrationStatus:
         try:
             return read_status(conn, migrations)
         except psycopg.Error as exc:
-            raise MigrationError(str(translate(exc, operation="migration status"))) from exc
+            raise translate(exc, operation="migration status") from exc
 
 
 def verify(conninfo: str, *, directory: Path | None = None) -> MigrationStatus:
@@ -65,7 +72,7 @@ def verify(conninfo: str, *, directory: Path | None = None) -> MigrationStatus:
         try:
             state = read_status(conn, migrations)
         except psycopg.Error as exc:
-            raise MigrationError(str(translate(exc, operation="migration verify"))) from exc
+            raise translate(exc, operation="migration verify") from exc
     problems += all_problems(state)
     if problems:
         raise MigrationError(problem_list("verify found problems", problems))
@@ -147,7 +154,7 @@ def migrate(
                         apply_outside_transaction(conn, migration, actor, options)
                     applied.append(migration)
         except psycopg.Error as exc:  # the runner's own queries (lock, history table)
-            raise MigrationError(str(translate(exc, operation="migrate"))) from exc
+            raise translate(exc, operation="migrate") from exc
     log.info("migrations.done", applied=[m.filename for m in applied], applied_by=actor)
     return applied
 
@@ -196,7 +203,7 @@ def baseline(
                             execution_ms=0,
                         )
         except psycopg.Error as exc:
-            raise MigrationError(str(translate(exc, operation="migration baseline"))) from exc
+            raise translate(exc, operation="migration baseline") from exc
     get_logger().info(
         "migrations.baseline", recorded=[m.filename for m in chosen], applied_by=actor
     )
@@ -234,7 +241,7 @@ def repair(conninfo: str, version: int, *, wait_for_other_runs: float = 300.0) -
                 with conn.transaction():
                     queries.delete_failed_migration(conn, version=version)
         except psycopg.Error as exc:
-            raise MigrationError(str(translate(exc, operation="migration repair"))) from exc
+            raise translate(exc, operation="migration repair") from exc
     get_logger().info("migrations.repaired", file=row.filename)
     return row
 
@@ -256,5 +263,5 @@ def reset(conninfo: str, *, wait_for_other_runs: float = 300.0) -> None:
             with migration_lock(conn, wait_for_other_runs):
                 migration_queries().drop_config_schema(conn)
         except psycopg.Error as exc:
-            raise MigrationError(str(translate(exc, operation="migration reset"))) from exc
+            raise translate(exc, operation="migration reset") from exc
     get_logger().warning("migrations.reset", database=describe_dsn(conninfo))
