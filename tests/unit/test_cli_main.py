@@ -64,6 +64,22 @@ def test_set_arguments() -> None:
     assert (args.value, args.value_file, args.type) == (None, "-", None)
 
 
+def test_migration_commands_take_a_directory_and_see_the_schema_as_it_is() -> None:
+    """--directory on the verbs that read the files; reset exists; only the other commands
+    migrate the embedded server on first use."""
+    parser = build_parser()
+    for command in (["migrate"], ["status"], ["verify"], ["baseline", "3"]):
+        args = parser.parse_args([*command, "--directory", "/m"])
+        assert (args.directory, args.auto_migrate) == (Path("/m"), False), command
+        assert parser.parse_args(command).directory is None
+    for command in (["repair", "3"], ["reset"]):
+        assert parser.parse_args(command).auto_migrate is False
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--directory", "/m"])  # they read no files
+    for command in (["get", "k"], ["list"], ["check"], ["server", "status"]):
+        assert parser.parse_args(command).auto_migrate is True, command
+
+
 def test_usage_error_exits_2_and_hides_a_password(capsys: pytest.CaptureFixture[str]) -> None:
     """argparse's own message quotes arguments: the DSN's password is scrubbed from it."""
     code = main(["--dsn", "host=h password=hunter2", "get", "k", "hunter2-extra"])

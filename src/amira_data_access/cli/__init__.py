@@ -13,8 +13,9 @@ scripts, and exit codes that mean something:
 
 The database is ``--dsn``, else ``AMIRA_CONFIG_DSN`` / ``DB_*``, else an
 embedded PostgreSQL under ``AMIRA_CONFIG_HOME`` (see :mod:`.server`). Errors are
-one line on stderr (a traceback only with ``--debug``); the password of any
-DSN we were given is scrubbed from everything printed.
+one line on stderr, followed by one line per problem when migrations are refused
+(a traceback only with ``--debug``); the password of any DSN we were given is
+scrubbed from everything printed.
 
 This module parses and runs; the commands live in one module per topic
 (:mod:`.keys`, :mod:`.history`, :mod:`.transfer`, :mod:`.schema`,
@@ -30,8 +31,8 @@ import io
 import logging
 import sys
 import traceback
-from collections.abc import Sequence
-from typing import Any, Final, TextIO
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TextIO, cast
 
 from ..errors import (
     ConcurrentModificationError,
@@ -56,6 +57,7 @@ from .context import (
     EXIT_USAGE,
     Context,
     Outcome,
+    Subcommands,
 )
 from .output import Style, to_json
 from .values import NotFoundError, UsageError
@@ -71,8 +73,12 @@ __all__ = [
 ]
 
 PROG = "amira-config"
-# The topic modules, in the order their commands are listed in --help.
-TOPICS: Final = (keys, history, transfer, schema, watching, embedded)
+AddCommands = Callable[[Subcommands], None]  # what each topic module offers the parser
+DESCRIPTION = "Read, change, export and migrate AMIRA's configuration store."
+# Each topic module's add_commands, in the order their commands are listed in --help.
+TOPICS: Final[tuple[AddCommands, ...]] = tuple(
+    topic.add_commands for topic in (keys, history, transfer, schema, watching, embedded)
+)
 
 
 def exit_code(exc: BaseException) -> int:
@@ -126,22 +132,29 @@ class _CommandParser(argparse.ArgumentParser):
         super().__init__(parents=[self._common], **kwargs)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line: each topic module adds its commands."""
+def build_parser(
+    topics: Sequence[AddCommands] = TOPICS, *, description: str = DESCRIPTION
+) -> argparse.ArgumentParser:
+    """The whole command line (or the commands of some topics): each topic adds its own."""
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Read, change, export and migrate AMIRA's configuration store.",
+        description=description,
         epilog="exit codes: 0 ok, 1 not found, 2 usage/validation error, 3 conflict, "
         "4 database unreachable or not migrated",
     )
     _global_options(parser)
     # A command that manages migrations sets auto_migrate=False (see Context).
     parser.set_defaults(auto_migrate=True)
-    commands = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser
+    # Typed as making plain ArgumentParsers (what the topics need to know); they are
+    # _CommandParsers, which also take the global options after the command.
+    commands = cast(
+        "Subcommands",
+        parser.add_subparsers(
+            dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser
+        ),
     )
-    for topic in TOPICS:
-        topic.add_commands(commands)
+    for add_commands in topics:
+        add_commands(commands)
     return parser
 
 
@@ -184,19 +197,23 @@ def _setup_logging(debug: bool) -> None:
 
 
 def _report(message: str, *, code: int, kind: str, json_output: bool, stdout: TextIO) -> None:
+    """The error on stderr (a problem list keeps its lines); in the JSON document, on one line."""
     style = Style.for_stream(sys.stderr)
     print(f"{PROG}: {style.red('error')}: {message}", file=sys.stderr)
     if json_output:
-        document = {"error": {"code": code, "kind": kind, "message": message}}
+        one_line = message.replace("\n", " ")
+        document = {"error": {"code": code, "kind": kind, "message": one_line}}
         print(to_json(document), file=stdout)
 
 
-def _parse(argv: Sequence[str], secrets: tuple[str, ...]) -> argparse.Namespace | int:
+def _parse(
+    argv: Sequence[str], secrets: tuple[str, ...], parser: argparse.ArgumentParser
+) -> argparse.Namespace | int:
     """Parse, keeping argparse's own messages (which quote arguments) free of secrets."""
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            return build_parser().parse_args(argv)
+            return parser.parse_args(argv)
     except SystemExit as exc:
         text = scrub(captured.getvalue(), secrets)
         sys.stderr.write(text)
@@ -208,11 +225,20 @@ def _parse(argv: Sequence[str], secrets: tuple[str, ...]) -> argparse.Namespace 
         return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; return the exit code."""
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    topics: Sequence[AddCommands] = TOPICS,
+    description: str = DESCRIPTION,
+) -> int:
+    """Run one command; return the exit code.
+
+    ``topics`` narrows the commands on offer: ``python -m amira_data_access.migrations``
+    is this function with the schema commands only.
+    """
     arguments = list(sys.argv[1:] if argv is None else argv)
     secrets = _secrets(arguments)
-    parsed = _parse(arguments, secrets)
+    parsed = _parse(arguments, secrets, build_parser(topics, description=description))
     if isinstance(parsed, int):
         return parsed
     args = parsed
@@ -229,7 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug or code == EXIT_INTERNAL:
             # A bug of ours always shows its traceback: there is nothing else to go on.
             sys.stderr.write(scrub("".join(traceback.format_exception(exc)), secrets))
-        message = scrub(str(exc) or type(exc).__name__, secrets).strip().replace("\n", " ")
+        message = scrub(str(exc) or type(exc).__name__, secrets).strip()
+        if not isinstance(exc, MigrationError):
+            # One line; a MigrationError's further lines are its problems, one per line.
+            message = message.replace("\n", " ")
         if code == EXIT_INTERNAL:
             message = f"internal error ({type(exc).__name__}): {message}"
         _report(message, code=code, kind=type(exc).__name__, json_output=args.json, stdout=stdout)

@@ -1,40 +1,63 @@
-"""``migrate``, ``status``, ``verify``, ``baseline``, ``repair``, ``check``: the schema.
+"""``migrate``, ``status``, ``verify``, ``baseline``, ``repair``, ``reset``, ``check``: the schema.
 
 The migration commands call :mod:`amira_data_access.migrations` and see the
 schema as it is: on the embedded server they do not migrate it first
-(``auto_migrate=False``), unlike every other command.
+(``auto_migrate=False``), unlike every other command. They are also
+``python -m amira_data_access.migrations``: one command line, one set of exit
+codes. A refusal (status disagreeing, migrate or verify refusing) is said once,
+on stderr: a headline, then one line per problem.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .. import migrations
 from ..errors import ConfigurationAccessError, MigrationError
+from ..migrations.history import problem_list
+from ..migrations.verbs import RESET_ALLOWED_ENV, require_reset_allowed
 from ..settings import parse_dsn
-from .context import Context, Outcome, Subcommands
+from .context import EXIT_DATABASE, EXIT_OK, Context, Outcome, Subcommands
 from .output import iso, render_table
 
 __all__ = ["add_commands", "status_document"]
 
 
 def add_commands(commands: Subcommands) -> None:
-    """Register migrate, status, verify, baseline, repair and check."""
+    """Register migrate, status, verify, baseline, repair, reset and check."""
     migrate = commands.add_parser("migrate", help="apply pending migrations")
     migrate.add_argument("--dry-run", action="store_true", help="list them, apply nothing")
-    migrate.set_defaults(run=cmd_migrate, auto_migrate=False)
+    migrate.set_defaults(run=cmd_migrate)
     status = commands.add_parser("status", help="applied, pending and changed migrations")
-    status.set_defaults(run=cmd_status, auto_migrate=False)
+    status.set_defaults(run=cmd_status)
     verify = commands.add_parser("verify", help="check the migration history against the files")
-    verify.set_defaults(run=cmd_verify, auto_migrate=False)
-    for verb, text, run in (
-        ("baseline", "record files up to VERSION as applied without running them", cmd_baseline),
-        ("repair", "clear the failed history row of VERSION so that it runs again", cmd_repair),
-    ):
-        parser = commands.add_parser(verb, help=text)
-        parser.add_argument("version", type=int, metavar="VERSION")
-        parser.set_defaults(run=run, auto_migrate=False)
+    verify.set_defaults(run=cmd_verify)
+    baseline = commands.add_parser(
+        "baseline", help="record files up to VERSION as applied without running them"
+    )
+    baseline.add_argument("version", type=int, metavar="VERSION")
+    baseline.set_defaults(run=cmd_baseline)
+    repair = commands.add_parser(
+        "repair", help="clear the failed history row of VERSION so that it runs again"
+    )
+    repair.add_argument("version", type=int, metavar="VERSION")
+    repair.set_defaults(run=cmd_repair)
+    reset = commands.add_parser(
+        "reset",
+        help=f"drop schema amira_config with all its data (tests only: {RESET_ALLOWED_ENV}=1)",
+    )
+    reset.set_defaults(run=cmd_reset)
+    for parser in (migrate, status, verify, baseline):  # the verbs that read the files
+        parser.add_argument(
+            "--directory",
+            type=Path,
+            metavar="DIR",
+            help="the migration files (default: the ones shipped with the package)",
+        )
+    for parser in (migrate, status, verify, baseline, repair, reset):
+        parser.set_defaults(auto_migrate=False)
     check = commands.add_parser("check", help="settings valid, server reachable, schema current")
     check.set_defaults(run=cmd_check)
 
@@ -62,7 +85,9 @@ def _applied_json(row: migrations.AppliedMigration) -> dict[str, Any]:
 
 def cmd_migrate(ctx: Context) -> Outcome:
     """``migrate [--dry-run]``: apply pending migrations."""
-    done = migrations.migrate(ctx.conninfo(), dry_run=ctx.args.dry_run)
+    done = migrations.migrate(
+        ctx.conninfo(), directory=ctx.args.directory, dry_run=ctx.args.dry_run
+    )
     verb = "would apply" if ctx.args.dry_run else "applied"
     lines = [f"{verb} {m.filename}" for m in done] or ["up to date: nothing to apply"]
     document = {"dry_run": bool(ctx.args.dry_run), "applied": [_migration_json(m) for m in done]}
@@ -85,7 +110,7 @@ def status_document(state: migrations.MigrationStatus) -> dict[str, Any]:
 
 def cmd_status(ctx: Context) -> Outcome:
     """``status``: applied, pending, changed migrations; exit 4 when history and files disagree."""
-    state = migrations.status(ctx.conninfo())
+    state = migrations.status(ctx.conninfo(), directory=ctx.args.directory)
     failed = {row.version for row in state.failed}
     changed = {m.version for m in state.changed}
     rows = [
@@ -99,31 +124,25 @@ def cmd_status(ctx: Context) -> Outcome:
     ]
     rows += [["pending", m.filename, "", ""] for m in state.pending]
     lines = [render_table(["STATE", "FILE", "APPLIED_AT", "APPLIED_BY"], rows, ctx.style)]
-    lines += [f"problem: {problem}" for problem in state.problems]
-    pending = len(state.pending)
-    lines.append(
-        "up to date"
-        if state.up_to_date
-        else f"{pending} pending: run amira-config migrate"
-        if not state.problems
-        else "history and files disagree"
-    )
-    error = None
     if state.problems:
-        error = f"migration history and files disagree: {state.problems[0]}"
-    return Outcome(status_document(state), "\n".join(lines), 4 if error else 0, error)
+        # Said once, on stderr, one line per problem: as migrate and verify refuse.
+        error = problem_list("migration history and files disagree", state.problems)
+        return Outcome(status_document(state), "\n".join(lines), EXIT_DATABASE, error)
+    pending = len(state.pending)
+    lines.append("up to date" if not pending else f"{pending} pending: run amira-config migrate")
+    return Outcome(status_document(state), "\n".join(lines))
 
 
 def cmd_verify(ctx: Context) -> Outcome:
     """``verify``: check history against files without changing anything."""
-    state = migrations.verify(ctx.conninfo())
+    state = migrations.verify(ctx.conninfo(), directory=ctx.args.directory)
     text = f"ok: {len(state.applied)} applied, {len(state.pending)} pending"
     return Outcome(status_document(state), text)
 
 
 def cmd_baseline(ctx: Context) -> Outcome:
     """``baseline VERSION``: record files up to VERSION as applied without running them."""
-    chosen = migrations.baseline(ctx.conninfo(), ctx.args.version)
+    chosen = migrations.baseline(ctx.conninfo(), ctx.args.version, directory=ctx.args.directory)
     text = "\n".join(f"baselined {m.filename}" for m in chosen)
     return Outcome({"baselined": [_migration_json(m) for m in chosen]}, text)
 
@@ -133,6 +152,13 @@ def cmd_repair(ctx: Context) -> Outcome:
     row = migrations.repair(ctx.conninfo(), ctx.args.version)
     text = f"repaired {row.filename}: it runs again on the next migrate"
     return Outcome({"repaired": _applied_json(row)}, text)
+
+
+def cmd_reset(ctx: Context) -> Outcome:
+    """``reset``: drop schema amira_config (refused unless AMIRA_CONFIG_ALLOW_RESET=1)."""
+    require_reset_allowed()  # before finding (or starting) the database
+    migrations.reset(ctx.conninfo())
+    return Outcome({"reset": True}, "reset: schema amira_config dropped")
 
 
 def cmd_check(ctx: Context) -> Outcome:
@@ -178,4 +204,4 @@ def cmd_check(ctx: Context) -> Outcome:
     )
     failed = next((c for c in checks if not c["ok"]), None)
     error = f"check failed: {failed['name']}: {failed['detail']}" if failed else None
-    return Outcome({"ok": ok, "checks": checks}, text, 0 if ok else 4, error)
+    return Outcome({"ok": ok, "checks": checks}, text, EXIT_OK if ok else EXIT_DATABASE, error)

@@ -44,7 +44,16 @@ from .runner import (
     migration_lock,
 )
 
-__all__ = ["RESET_ALLOWED_ENV", "baseline", "migrate", "repair", "reset", "status", "verify"]
+__all__ = [
+    "RESET_ALLOWED_ENV",
+    "baseline",
+    "migrate",
+    "repair",
+    "require_reset_allowed",
+    "reset",
+    "status",
+    "verify",
+]
 
 RESET_ALLOWED_ENV = "AMIRA_CONFIG_ALLOW_RESET"
 
@@ -253,11 +262,7 @@ def reset(conninfo: str, *, wait_for_other_runs: float = 300.0) -> None:
     project's migrations keep all their objects in ``amira_config``; objects a
     migration created elsewhere are not dropped.
     """
-    if os.environ.get(RESET_ALLOWED_ENV) != "1":
-        raise MigrationError(
-            f"reset drops every configuration and is for tests only: "
-            f"set {RESET_ALLOWED_ENV}=1 to allow it"
-        )
+    require_reset_allowed()
     with connect(conninfo, "migration reset") as conn:
         try:
             with migration_lock(conn, wait_for_other_runs):
@@ -265,3 +270,15 @@ def reset(conninfo: str, *, wait_for_other_runs: float = 300.0) -> None:
         except psycopg.Error as exc:
             raise translate(exc, operation="migration reset") from exc
     get_logger().warning("migrations.reset", database=describe_dsn(conninfo))
+
+
+def require_reset_allowed() -> None:
+    """Refuse (MigrationError) unless ``AMIRA_CONFIG_ALLOW_RESET=1``: what :func:`reset` checks.
+
+    For callers that want to refuse before they even find the database.
+    """
+    if os.environ.get(RESET_ALLOWED_ENV) != "1":
+        raise MigrationError(
+            f"reset drops every configuration and is for tests only: "
+            f"set {RESET_ALLOWED_ENV}=1 to allow it"
+        )
