@@ -80,6 +80,21 @@ def test_migration_commands_take_a_directory_and_see_the_schema_as_it_is() -> No
         assert parser.parse_args(command).auto_migrate is True, command
 
 
+def test_migrations_module_offers_the_schema_commands_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """python -m amira_data_access.migrations is amira-config with its schema topic."""
+    from amira_data_access.migrations import main as migrations_main
+
+    assert migrations_main(["get", "k"]) == 2
+    assert "invalid choice: 'get'" in capsys.readouterr().err
+    assert migrations_main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    for verb in ("migrate", "status", "verify", "baseline", "repair", "reset", "check"):
+        assert f"    {verb} " in listed
+    assert "    get " not in listed
+
+
 def test_usage_error_exits_2_and_hides_a_password(capsys: pytest.CaptureFixture[str]) -> None:
     """argparse's own message quotes arguments: the DSN's password is scrubbed from it."""
     code = main(["--dsn", "host=h password=hunter2", "get", "k", "hunter2-extra"])

@@ -26,7 +26,8 @@ Split by job, like dbmate and golang-migrate:
 - :mod:`.runner`: connection, advisory lock, applying one file;
 - :mod:`.verbs`: :func:`migrate`, :func:`status`, :func:`verify`,
   :func:`baseline`, :func:`repair`, :func:`reset`;
-- :mod:`.command`: ``python -m amira_data_access.migrations``.
+- :mod:`.command`: ``python -m amira_data_access.migrations``, which is
+  amira-config's schema commands (one command line, one set of exit codes).
 """
 
 from .command import main
