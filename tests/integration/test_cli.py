@@ -666,7 +666,7 @@ def test_watch_without_the_feature_exits_2(dsn: str) -> None:
 @pytest.fixture
 def fresh_home() -> Iterator[Path]:
     """A new AMIRA_CONFIG_HOME under /tmp that the server's account can enter; stopped after."""
-    from amira_data_access.local_postgres import PostgresUnavailableError, find_binaries
+    from amira_data_access._dev.local_postgres import PostgresUnavailableError, find_binaries
 
     try:
         find_binaries()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from amira_data_access._dev.local_postgres import PostgresUnavailableError
 from amira_data_access.cli import build_parser, exit_code, main
 from amira_data_access.cli.server import ROOT_HOME, blocking_folder, data_home
 from amira_data_access.cli.values import NotFoundError, UsageError
@@ -20,7 +23,6 @@ from amira_data_access.errors import (
     MigrationError,
     SchemaNotReadyError,
 )
-from amira_data_access.local_postgres import PostgresUnavailableError
 
 
 @pytest.mark.parametrize(
@@ -141,3 +143,16 @@ def test_blocking_folder() -> None:
         assert blocking_folder(inner / "not-yet", *stranger) == outer
         assert blocking_folder(inner, os.getuid(), os.getgid()) is None  # the owner may
         outer.chmod(0o755)
+
+
+def test_development_modules_stay_out_of_the_runtime_imports() -> None:
+    """The library, the CLI and the migrations import nothing of _dev: the CLI loads the
+    local PostgreSQL module only when it needs the embedded server."""
+    probe = (
+        "import sys, amira_data_access, amira_data_access.cli, amira_data_access.migrations; "
+        "print(sorted(m for m in sys.modules if m.startswith('amira_data_access._dev')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"

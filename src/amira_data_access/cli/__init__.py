@@ -43,7 +43,6 @@ from ..errors import (
     SchemaNotReadyError,
     scrub,
 )
-from ..local_postgres import PostgresUnavailableError
 from ..logging import LOGGER_NAME, configure_logging
 from ..settings import DatabaseSettings, parse_dsn
 from . import embedded, history, keys, schema, transfer, watching
@@ -91,12 +90,14 @@ def exit_code(exc: BaseException) -> int:
         return EXIT_CONFLICT
     if isinstance(
         exc,
-        DatabaseConnectionError
-        | SchemaNotReadyError
-        | MigrationError
-        | PostgresUnavailableError
-        | ConfigurationAccessError,
+        DatabaseConnectionError | SchemaNotReadyError | MigrationError | ConfigurationAccessError,
     ):
+        return EXIT_DATABASE
+    # The embedded server's error (no binaries, a folder it cannot enter): imported only
+    # now, so that a CLI given a database never loads the local PostgreSQL module.
+    from .._dev.local_postgres import PostgresUnavailableError
+
+    if isinstance(exc, PostgresUnavailableError):
         return EXIT_DATABASE
     return EXIT_INTERNAL
 
