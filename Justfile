@@ -21,7 +21,7 @@ setup:
 
 # guided tour: amira-config, then the Python API, on an embedded PostgreSQL removed afterwards
 demo: setup
-    {{py}} -m amira_data_access.cli.demo
+    {{py}} -m amira_data_access._dev.cli_demo
 
 # all tests: unit, integration (real PostgreSQL, started here) and contract
 test *args: setup

@@ -14,7 +14,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
-from amira_data_access.local_postgres import LocalPostgres, PostgresBinaries, find_binaries
+from amira_data_access._dev.local_postgres import LocalPostgres, PostgresBinaries, find_binaries
 
 __all__ = ["KEY_PREFIX", "Target", "load_keys", "remove_keys", "target"]
 

@@ -28,7 +28,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from amira_data_access import ConfigDAL
-from amira_data_access.local_postgres import LocalPostgres, PostgresUnavailableError
+from amira_data_access._dev.local_postgres import LocalPostgres, PostgresUnavailableError
 from amira_data_access.migrations import migrate
 
 

@@ -496,6 +496,55 @@ def test_baseline_records_without_running(empty_dsn: str) -> None:
     assert [row["kind"] for row in status["applied"]] == ["baseline"]
 
 
+def test_refusals_say_each_problem_once_on_its_own_line(empty_dsn: str, tmp_path: Path) -> None:
+    """status, migrate and verify (with --directory) name every problem on a line of its own
+    on stderr, once: not again on stdout, not folded into one long line."""
+    (tmp_path / "0001_a.sql").write_text("CREATE TABLE a (x int);")
+    (tmp_path / "0003_c.sql").write_text("CREATE TABLE c (x int);")
+    folder = ["--directory", str(tmp_path)]
+    assert run_cli("--dsn", empty_dsn, "migrate", *folder).code == 0
+    (tmp_path / "0001_a.sql").write_text("CREATE TABLE a (x bigint);")
+    (tmp_path / "0002_b.sql").write_text("CREATE TABLE b (x int);")
+    changed = "0001_a.sql was changed after it was applied"
+    late = "0002_b.sql is pending but older than the newest applied version 0003"
+
+    for command, headline in [
+        ("status", "migration history and files disagree:"),
+        ("migrate", "refusing to migrate, nothing was applied:"),
+        ("verify", "verify found problems:"),
+    ]:
+        result = run_cli("--dsn", empty_dsn, command, *folder)
+        assert result.code == 4, (command, result.stderr)
+        lines = [line for line in result.stderr.splitlines() if "using host=" not in line]
+        assert lines[0] == f"amira-config: error: {headline}", command
+        assert len(lines) == 3, (command, lines)
+        assert lines[1].startswith(f"  - {changed}"), command
+        assert lines[2].startswith(f"  - {late}"), command
+        assert changed not in result.stdout, command
+    assert "changed  0001_a.sql" in run_cli("--dsn", empty_dsn, "status", *folder).stdout
+    document = run_cli("--dsn", empty_dsn, "status", *folder, "--json").json()
+    assert [p.split(" (")[0].split(":")[0] for p in document["problems"]] == [changed, late]
+    packaged = run_cli("--dsn", empty_dsn, "verify")  # no --directory: the package's files
+    assert packaged.code == 4
+    assert "0001_create_configurations.sql was changed" in packaged.stderr
+
+
+def test_reset_needs_the_environment_switch(empty_dsn: str) -> None:
+    """reset is refused in one line, before the database is even looked for, unless
+    AMIRA_CONFIG_ALLOW_RESET=1; then the schema is gone and migrate starts over."""
+    assert run_cli("--dsn", empty_dsn, "migrate").code == 0
+    refused = run_cli("--dsn", empty_dsn, "reset")
+    assert refused.code == 4
+    assert refused.stderr.splitlines() == [
+        "amira-config: error: reset drops every configuration and is for tests only: "
+        "set AMIRA_CONFIG_ALLOW_RESET=1 to allow it"
+    ]
+    assert run_cli("--dsn", empty_dsn, "status", "--json").json()["up_to_date"] is True
+    done = run_cli("--dsn", empty_dsn, "reset", env=cli_env(AMIRA_CONFIG_ALLOW_RESET="1"))
+    assert (done.code, done.stdout) == (0, "reset: schema amira_config dropped\n")
+    assert run_cli("--dsn", empty_dsn, "status", "--json").json()["applied"] == []
+
+
 # -- failures: unreachable, wrong password, usage -----------------------------------------
 
 
@@ -593,7 +642,7 @@ def test_watch_streams_changes_as_json_lines(cli: CLI, dsn: str) -> None:
 @pytest.fixture
 def fresh_home() -> Iterator[Path]:
     """A new AMIRA_CONFIG_HOME under /tmp that the server's account can enter; stopped after."""
-    from amira_data_access.local_postgres import PostgresUnavailableError, find_binaries
+    from amira_data_access._dev.local_postgres import PostgresUnavailableError, find_binaries
 
     try:
         find_binaries()

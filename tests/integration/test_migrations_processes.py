@@ -199,12 +199,18 @@ def test_sigkill_mid_migration_leaves_no_row_and_a_rerun_works(
     assert status(empty_dsn, directory=tmp_path).up_to_date
 
 
-def _cli(*args: str, dsn: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "AMIRA_CONFIG_DSN"}
+def _cli(
+    *args: str, dsn: str | None = None, module: str = "amira_data_access.migrations"
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AMIRA_CONFIG_DSN", "AMIRA_CONFIG_ALLOW_RESET")
+    }
     if dsn is not None:
         env["AMIRA_CONFIG_DSN"] = dsn
     return subprocess.run(
-        [sys.executable, "-m", "amira_data_access.migrations", *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -216,38 +222,85 @@ def _cli(*args: str, dsn: str | None = None) -> subprocess.CompletedProcess[str]
 def test_command_line_verbs_and_exit_codes(
     pg_server: TestServer, empty_dsn: str, tmp_path: Path
 ) -> None:
-    """The CLI migrates, reports and verifies, exits 1 on problems, and never prints a password."""
+    """python -m amira_data_access.migrations is amira-config's schema commands: it migrates,
+    reports and verifies, exits 4 on problems as amira-config does (this CLI used to exit 1),
+    and never prints a password."""
     secret = pg_server.password or "never-shown-pw"
     dsn = make_conninfo(empty_dsn, password=secret)
     folder = str(tmp_path)
     _write(tmp_path, "0001_a.sql", "CREATE TABLE a (x int);\n")
 
-    dry = _cli("--directory", folder, "migrate", "--dry-run", dsn=dsn)
+    dry = _cli("migrate", "--dry-run", "--directory", folder, dsn=dsn)
     assert dry.returncode == 0, dry.stderr
-    assert "would apply 0001_a.sql  v1:sha256:" in dry.stdout
+    assert "would apply 0001_a.sql" in dry.stdout
+    dry_json = _cli("migrate", "--dry-run", "--directory", folder, "--json", dsn=dsn)
+    assert dry_json.returncode == 0, dry_json.stderr
+    (would,) = json.loads(dry_json.stdout)["applied"]
+    assert (would["filename"], would["checksum"][:10]) == ("0001_a.sql", "v1:sha256:")
 
-    pending = _cli("--dsn", dsn, "--directory", folder, "status")
+    pending = _cli("--dsn", dsn, "status", "--directory", folder)
     assert pending.returncode == 0, pending.stderr  # pending alone is not a problem
     assert "pending  0001_a.sql" in pending.stdout
 
-    applied = _cli("--directory", folder, "migrate", dsn=dsn)
+    applied = _cli("migrate", "--directory", folder, dsn=dsn)
     assert applied.returncode == 0, applied.stderr
     assert "applied 0001_a.sql" in applied.stdout
 
-    clean = _cli("--directory", folder, "verify", dsn=dsn)
+    clean = _cli("verify", "--directory", folder, dsn=dsn)
     assert (clean.returncode, clean.stdout.splitlines()[-1]) == (0, "ok: 1 applied, 0 pending")
 
     _write(tmp_path, "0001_a.sql", "CREATE TABLE a (x bigint);\n")
-    changed = _cli("--directory", folder, "status", dsn=dsn)
-    assert changed.returncode == 1
+    changed = _cli("status", "--directory", folder, dsn=dsn)
+    assert changed.returncode == 4
     assert "changed  0001_a.sql" in changed.stdout
-    refused = _cli("--directory", folder, "verify", dsn=dsn)
-    assert refused.returncode == 1
+    assert "0001_a.sql was changed after it was applied" in changed.stderr
+    refused = _cli("verify", "--directory", folder, dsn=dsn)
+    assert refused.returncode == 4
     assert "0001_a.sql was changed after it was applied" in refused.stderr
 
     usage = _cli("repair", dsn=dsn)  # VERSION missing
     assert usage.returncode == 2
+    not_ours = _cli("get", "some.key", dsn=dsn)  # amira-config's, not a schema command
+    assert not_ours.returncode == 2
 
-    for result in (dry, pending, applied, clean, changed, refused):
-        assert "database: " in result.stdout
+    for result in (dry, dry_json, pending, applied, clean, changed, refused):
+        assert "amira-config: using host=" in result.stderr
         assert secret not in result.stdout + result.stderr
+
+
+def test_command_line_is_amira_config(empty_dsn: str, tmp_path: Path) -> None:
+    """Same verbs, same output, same exit codes as amira-config, byte for byte."""
+    _write(tmp_path, "0001_a.sql", "CREATE TABLE a (x int);\n")
+    migrate(empty_dsn, directory=tmp_path)
+    _write(tmp_path, "0001_a.sql", "CREATE TABLE a (x bigint);\n")  # changed after it ran
+    _write(tmp_path, "0002_b.sql", "COMMIT;\n")  # refused before it runs
+    for args in (
+        ["status", "--directory", str(tmp_path)],
+        ["migrate", "--directory", str(tmp_path)],
+        ["verify", "--directory", str(tmp_path), "--json"],
+        ["baseline", "7", "--directory", str(tmp_path)],
+        ["repair", "1"],
+        ["reset"],
+    ):
+        ours = _cli("--dsn", empty_dsn, *args)
+        theirs = _cli("--dsn", empty_dsn, *args, module="amira_data_access.cli")
+        assert (ours.returncode, ours.stdout, ours.stderr) == (
+            theirs.returncode,
+            theirs.stdout,
+            theirs.stderr,
+        ), args
+        assert ours.returncode == 4, args  # each of them is refused here
+
+
+def test_command_line_does_not_warn_about_a_double_import() -> None:
+    """runpy warns when the module run is already imported: the package's __main__ is not."""
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "amira_data_access.migrations", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "migrate" in done.stdout

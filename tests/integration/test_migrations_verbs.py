@@ -7,6 +7,8 @@ runs, lock_timeout retries, dry runs, baseline and reset.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,10 @@ import psycopg
 import pytest
 from structlog.testing import capture_logs
 
-from amira_data_access import MigrationError
+from amira_data_access import ConfigurationAccessError, DatabaseConnectionError, MigrationError
 from amira_data_access.migrations import (
-    RESET_ALLOWED_ENV,
+    APPLICATION_NAME,
+    LOCK_KEY,
     baseline,
     checksum,
     discover,
@@ -26,6 +29,7 @@ from amira_data_access.migrations import (
     status,
     verify,
 )
+from amira_data_access.migrations.verbs import RESET_ALLOWED_ENV
 
 
 def _write(folder: Path, name: str, sql: str) -> Path:
@@ -339,3 +343,74 @@ def test_reset_needs_the_environment_switch(
     reset(empty_dsn)
     assert _scalar(empty_dsn, "SELECT to_regnamespace('amira_config')") is None
     assert [m.version for m in migrate(empty_dsn)] == [m.version for m in discover()]
+
+
+# --- errors keep their class -------------------------------------------------------------------
+# A driver error is classified by errors.translate() like everywhere else; MigrationError is
+# for what the migrations refuse or fail. (It used to re-wrap every driver error.)
+
+
+def _runner_pids(conn: psycopg.Connection[Any]) -> list[int]:
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+        "AND datname = current_database()",
+        (APPLICATION_NAME,),
+    ).fetchall()
+    return [int(pid) for (pid,) in rows]
+
+
+@pytest.mark.parametrize("verb", ["migrate", "baseline", "repair", "reset"])
+def test_losing_the_server_while_waiting_for_the_lock_is_a_connection_error(
+    empty_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, verb: str
+) -> None:
+    """The server ends the runner's session while it waits for the migration lock: the caller
+    gets DatabaseConnectionError (worth retrying), not a MigrationError, and nothing changed."""
+    _write(tmp_path, "0001_a.sql", "CREATE TABLE a (x int);")
+    monkeypatch.setenv(RESET_ALLOWED_ENV, "1")
+    calls: dict[str, Callable[[], object]] = {
+        "migrate": lambda: migrate(empty_dsn, directory=tmp_path, wait_for_other_runs=120),
+        "baseline": lambda: baseline(empty_dsn, 1, directory=tmp_path, wait_for_other_runs=120),
+        "repair": lambda: repair(empty_dsn, 1, wait_for_other_runs=120),
+        "reset": lambda: reset(empty_dsn, wait_for_other_runs=120),
+    }
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            calls[verb]()
+        except BaseException as exc:  # handed to the test thread
+            raised.append(exc)
+
+    with psycopg.connect(empty_dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        runner = threading.Thread(target=run)
+        runner.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not (pids := _runner_pids(holder)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert pids, "the runner never connected"
+            holder.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) pid", (pids,))
+        finally:
+            runner.join(timeout=60)
+    assert not runner.is_alive()
+    (error,) = raised
+    assert isinstance(error, DatabaseConnectionError), repr(error)
+    assert not isinstance(error, MigrationError)
+    assert _scalar(empty_dsn, "SELECT to_regclass('public.a')") is None
+
+
+@pytest.mark.parametrize("verb", [status, verify])
+def test_a_lock_timeout_reading_the_history_is_not_a_migration_error(
+    empty_dsn: str, tmp_path: Path, verb: Callable[..., object]
+) -> None:
+    """status/verify time out on a locked history table: the server's error, classified as
+    everywhere else (ConfigurationAccessError), not a claim that the migrations are wrong."""
+    _write(tmp_path, "0001_a.sql", "CREATE TABLE a (x int);")
+    migrate(empty_dsn, directory=tmp_path)
+    impatient = psycopg.conninfo.make_conninfo(empty_dsn, options="-c lock_timeout=100ms")
+    with psycopg.connect(empty_dsn) as holder:
+        holder.execute("LOCK TABLE amira_config.schema_migrations IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(ConfigurationAccessError, match="lock timeout") as info:
+            verb(impatient, directory=tmp_path)
+    assert not isinstance(info.value, MigrationError)

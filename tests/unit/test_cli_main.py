@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from amira_data_access._dev.local_postgres import PostgresUnavailableError
 from amira_data_access.cli import build_parser, exit_code, main
 from amira_data_access.cli.server import ROOT_HOME, blocking_folder, data_home
 from amira_data_access.cli.values import NotFoundError, UsageError
@@ -20,7 +23,6 @@ from amira_data_access.errors import (
     MigrationError,
     SchemaNotReadyError,
 )
-from amira_data_access.local_postgres import PostgresUnavailableError
 
 
 @pytest.mark.parametrize(
@@ -62,6 +64,37 @@ def test_set_arguments() -> None:
     assert (args.value, args.type, args.by, args.expect_version) == ("1", "int", "me", 0)
     args = build_parser().parse_args(["set", "k", "--value-file", "-", "--by", "me"])
     assert (args.value, args.value_file, args.type) == (None, "-", None)
+
+
+def test_migration_commands_take_a_directory_and_see_the_schema_as_it_is() -> None:
+    """--directory on the verbs that read the files; reset exists; only the other commands
+    migrate the embedded server on first use."""
+    parser = build_parser()
+    for command in (["migrate"], ["status"], ["verify"], ["baseline", "3"]):
+        args = parser.parse_args([*command, "--directory", "/m"])
+        assert (args.directory, args.auto_migrate) == (Path("/m"), False), command
+        assert parser.parse_args(command).directory is None
+    for command in (["repair", "3"], ["reset"]):
+        assert parser.parse_args(command).auto_migrate is False
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--directory", "/m"])  # they read no files
+    for command in (["get", "k"], ["list"], ["check"], ["server", "status"]):
+        assert parser.parse_args(command).auto_migrate is True, command
+
+
+def test_migrations_module_offers_the_schema_commands_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """python -m amira_data_access.migrations is amira-config with its schema topic."""
+    from amira_data_access.migrations import main as migrations_main
+
+    assert migrations_main(["get", "k"]) == 2
+    assert "invalid choice: 'get'" in capsys.readouterr().err
+    assert migrations_main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    for verb in ("migrate", "status", "verify", "baseline", "repair", "reset", "check"):
+        assert f"    {verb} " in listed
+    assert "    get " not in listed
 
 
 def test_usage_error_exits_2_and_hides_a_password(capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,3 +143,16 @@ def test_blocking_folder() -> None:
         assert blocking_folder(inner / "not-yet", *stranger) == outer
         assert blocking_folder(inner, os.getuid(), os.getgid()) is None  # the owner may
         outer.chmod(0o755)
+
+
+def test_development_modules_stay_out_of_the_runtime_imports() -> None:
+    """The library, the CLI and the migrations import nothing of _dev: the CLI loads the
+    local PostgreSQL module only when it needs the embedded server."""
+    probe = (
+        "import sys, amira_data_access, amira_data_access.cli, amira_data_access.migrations; "
+        "print(sorted(m for m in sys.modules if m.startswith('amira_data_access._dev')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"

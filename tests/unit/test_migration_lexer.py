@@ -9,17 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from amira_data_access.errors import MigrationError
-from amira_data_access.migrations import (
-    _content_problems,
-    _split_statements,
-    checksum,
-    discover,
-)
+from amira_data_access.migrations import checksum, discover
+from amira_data_access.migrations.files import content_problems
+from amira_data_access.migrations.lexer import split_statements
 
 
 def keywords(sql: str) -> list[str]:
     """The first keyword of each statement of ``sql``."""
-    return [statement.keyword for statement in _split_statements(sql)]
+    return [statement.keyword for statement in split_statements(sql)]
 
 
 def test_splits_on_top_level_semicolons() -> None:
@@ -33,13 +30,13 @@ def test_splits_on_top_level_semicolons() -> None:
 
 def test_statement_text_and_line() -> None:
     """A statement keeps its source text, without the semicolon, and its starting line."""
-    statements = _split_statements("-- header\n\nSELECT 1;\n  SELECT\n 2 ;")
+    statements = split_statements("-- header\n\nSELECT 1;\n  SELECT\n 2 ;")
     assert [(s.text, s.line) for s in statements] == [("SELECT 1", 3), ("SELECT\n 2", 4)]
 
 
 def test_empty_statements_and_comment_only_scripts_vanish() -> None:
     """Stray semicolons, blank lines and comments do not make statements."""
-    assert _split_statements(";;\n -- only a comment\n/* and another */ ;") == []
+    assert split_statements(";;\n -- only a comment\n/* and another */ ;") == []
     assert keywords("SELECT 1;;; -- trailing\n") == ["SELECT"]
 
 
@@ -85,7 +82,7 @@ def test_begin_atomic_body_is_one_statement() -> None:
 
 def test_words_are_lower_case_and_skip_quoted_text() -> None:
     """The words of a statement are its unquoted tokens, lower-cased."""
-    (statement,) = _split_statements("Create INDEX CONCURRENTLY \"Commit\" ON t ('x')")
+    (statement,) = split_statements("Create INDEX CONCURRENTLY \"Commit\" ON t ('x')")
     assert statement.words == ("create", "index", "concurrently", "on", "t")
 
 
@@ -102,7 +99,7 @@ def test_words_are_lower_case_and_skip_quoted_text() -> None:
 def test_unterminated_constructs_are_refused_with_their_line(sql: str, what: str) -> None:
     """A script ending inside a string, name, comment or dollar quote is refused."""
     with pytest.raises(MigrationError, match=rf"{what}.*line 1"):
-        _split_statements(sql)
+        split_statements(sql)
 
 
 # The pieces a script is made of: each (text, number of statements it closes).
@@ -140,14 +137,14 @@ def test_statement_count_matches_top_level_semicolons(pieces: list[tuple[str, in
         elif text.strip() and not text.startswith(("--", "/*")):
             current_has_code = True
     expected += current_has_code
-    assert len(_split_statements(sql)) == expected
+    assert len(split_statements(sql)) == expected
 
 
 def problems(tmp_path: Path, sql: str, name: str = "0001_a.sql") -> list[str]:
     """What the runner would refuse in a file with this content."""
     (tmp_path / name).write_text(sql, encoding="utf-8")
     (found,) = discover(tmp_path)
-    return _content_problems(found)
+    return content_problems(found)
 
 
 @pytest.mark.parametrize(
@@ -196,7 +193,7 @@ def test_no_transaction_header_sets_transactional_false(tmp_path: Path) -> None:
     (tmp_path / "0001_a.sql").write_text(sql, encoding="utf-8")
     (found,) = discover(tmp_path)
     assert not found.transactional
-    assert _content_problems(found) == []
+    assert content_problems(found) == []
     assert found.checksum == checksum(sql.encode())
 
 
@@ -235,4 +232,4 @@ def test_unterminated_file_is_refused_by_name(tmp_path: Path) -> None:
 def test_project_migrations_pass_the_content_checks() -> None:
     """The shipped migrations split cleanly and contain nothing the runner would refuse."""
     for found in discover():
-        assert _content_problems(found) == [], found.filename
+        assert content_problems(found) == [], found.filename

@@ -13,8 +13,14 @@ scripts, and exit codes that mean something:
 
 The database is ``--dsn``, else ``AMIRA_CONFIG_DSN`` / ``DB_*``, else an
 embedded PostgreSQL under ``AMIRA_CONFIG_HOME`` (see :mod:`.server`). Errors are
-one line on stderr (a traceback only with ``--debug``); the password of any
-DSN we were given is scrubbed from everything printed.
+one line on stderr, followed by one line per problem when migrations are refused
+(a traceback only with ``--debug``); the password of any DSN we were given is
+scrubbed from everything printed.
+
+This module parses and runs; the commands live in one module per topic
+(:mod:`.keys`, :mod:`.history`, :mod:`.transfer`, :mod:`.schema`,
+:mod:`.watching`, :mod:`.embedded`), each adding its own to the parser, on the
+:class:`~.context.Context` and :class:`~.context.Outcome` of :mod:`.context`.
 """
 
 from __future__ import annotations
@@ -25,10 +31,9 @@ import io
 import logging
 import sys
 import traceback
-from collections.abc import Sequence
-from typing import Any, TextIO
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TextIO, cast
 
-from ..codec import DATA_TYPES
 from ..errors import (
     ConcurrentModificationError,
     ConfigurationAccessError,
@@ -38,23 +43,41 @@ from ..errors import (
     SchemaNotReadyError,
     scrub,
 )
-from ..local_postgres import PostgresUnavailableError
 from ..logging import LOGGER_NAME, configure_logging
 from ..settings import DatabaseSettings, parse_dsn
-from .commands import COMMANDS, Context, Outcome
+from . import embedded, history, keys, schema, transfer, watching
+from .context import (
+    EXIT_CONFLICT,
+    EXIT_DATABASE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_USAGE,
+    Context,
+    Outcome,
+    Subcommands,
+)
 from .output import Style, to_json
 from .values import NotFoundError, UsageError
 
-__all__ = ["EXIT_CONFLICT", "EXIT_DATABASE", "EXIT_NOT_FOUND", "EXIT_USAGE", "exit_code", "main"]
+__all__ = [
+    "EXIT_CONFLICT",
+    "EXIT_DATABASE",
+    "EXIT_NOT_FOUND",
+    "EXIT_USAGE",
+    "build_parser",
+    "exit_code",
+    "main",
+]
 
 PROG = "amira-config"
-EXIT_OK = 0
-EXIT_NOT_FOUND = 1
-EXIT_USAGE = 2
-EXIT_CONFLICT = 3
-EXIT_DATABASE = 4
-EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C
-EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug of ours, not something the user did
+AddCommands = Callable[[Subcommands], None]  # what each topic module offers the parser
+DESCRIPTION = "Read, change, export and migrate AMIRA's configuration store."
+# Each topic module's add_commands, in the order their commands are listed in --help.
+TOPICS: Final[tuple[AddCommands, ...]] = tuple(
+    topic.add_commands for topic in (keys, history, transfer, schema, watching, embedded)
+)
 
 
 def exit_code(exc: BaseException) -> int:
@@ -67,29 +90,19 @@ def exit_code(exc: BaseException) -> int:
         return EXIT_CONFLICT
     if isinstance(
         exc,
-        DatabaseConnectionError
-        | SchemaNotReadyError
-        | MigrationError
-        | PostgresUnavailableError
-        | ConfigurationAccessError,
+        DatabaseConnectionError | SchemaNotReadyError | MigrationError | ConfigurationAccessError,
     ):
+        return EXIT_DATABASE
+    # The embedded server's error (no binaries, a folder it cannot enter): imported only
+    # now, so that a CLI given a database never loads the local PostgreSQL module.
+    from .._dev.local_postgres import PostgresUnavailableError
+
+    if isinstance(exc, PostgresUnavailableError):
         return EXIT_DATABASE
     return EXIT_INTERNAL
 
 
 # -- arguments ------------------------------------------------------------------------
-
-
-def _writer_options(parser: argparse.ArgumentParser, *, version_option: bool = True) -> None:
-    parser.add_argument("--by", required=True, metavar="WHO", help="who makes the change")
-    parser.add_argument("--reason", help="why (kept in the history)")
-    if version_option:
-        parser.add_argument(
-            "--expect-version",
-            type=int,
-            metavar="N",
-            help="change only if the key is at version N (0: only if it does not exist)",
-        )
 
 
 def _global_options(parser: argparse.ArgumentParser) -> None:
@@ -120,84 +133,29 @@ class _CommandParser(argparse.ArgumentParser):
         super().__init__(parents=[self._common], **kwargs)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line."""
+def build_parser(
+    topics: Sequence[AddCommands] = TOPICS, *, description: str = DESCRIPTION
+) -> argparse.ArgumentParser:
+    """The whole command line (or the commands of some topics): each topic adds its own."""
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Read, change, export and migrate AMIRA's configuration store.",
+        description=description,
         epilog="exit codes: 0 ok, 1 not found, 2 usage/validation error, 3 conflict, "
         "4 database unreachable or not migrated",
     )
     _global_options(parser)
-    commands = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser
+    # A command that manages migrations sets auto_migrate=False (see Context).
+    parser.set_defaults(auto_migrate=True)
+    # Typed as making plain ArgumentParsers (what the topics need to know); they are
+    # _CommandParsers, which also take the global options after the command.
+    commands = cast(
+        "Subcommands",
+        parser.add_subparsers(
+            dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser
+        ),
     )
-
-    get = commands.add_parser("get", help="show one entry")
-    get.add_argument("key", metavar="KEY")
-
-    set_ = commands.add_parser("set", help="create or replace a key")
-    set_.add_argument("key", metavar="KEY")
-    set_.add_argument(
-        "value", nargs="?", metavar="VALUE", help="JSON for json/int/float/bool, text for str"
-    )
-    set_.add_argument("--value-file", metavar="PATH", help="read VALUE from a file ('-': stdin)")
-    set_.add_argument(
-        "--type", choices=DATA_TYPES, help="data type (default: the stored one; needed if new)"
-    )
-    set_.add_argument("--description", help="what the key is for (kept when omitted)")
-    _writer_options(set_)
-
-    delete = commands.add_parser("delete", help="delete a key (its history stays)")
-    delete.add_argument("key", metavar="KEY")
-    _writer_options(delete)
-
-    list_ = commands.add_parser("list", help="entries by key prefix, in key order")
-    list_.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
-
-    history = commands.add_parser("history", help="changes of a key, newest first")
-    history.add_argument("key", metavar="KEY")
-    history.add_argument("--limit", type=int, metavar="N", help="at most N changes")
-
-    rollback = commands.add_parser("rollback", help="restore what an older version held")
-    rollback.add_argument("key", metavar="KEY")
-    rollback.add_argument("--to-version", type=int, required=True, metavar="N")
-    _writer_options(rollback, version_option=False)
-
-    diff = commands.add_parser("diff", help="unified diff between two versions of a key")
-    diff.add_argument("key", metavar="KEY")
-    diff.add_argument("v1", type=int, metavar="V1")
-    diff.add_argument("v2", type=int, nargs="?", metavar="V2", help="default: the current entry")
-
-    export = commands.add_parser("export", help="entries as an import file")
-    export.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
-    export.add_argument("--format", choices=["json", "yaml"], default="json")
-    export.add_argument(
-        "--at", metavar="TIMESTAMP", help="as it was then (ISO 8601; UTC if no offset)"
-    )
-
-    import_ = commands.add_parser("import", help="write an export file in one transaction")
-    import_.add_argument("file", metavar="FILE", help="the file ('-': stdin)")
-    import_.add_argument("--format", choices=["json", "yaml"], help="default: by extension")
-    import_.add_argument("--dry-run", action="store_true", help="show the diff, write nothing")
-    _writer_options(import_, version_option=False)
-
-    migrate = commands.add_parser("migrate", help="apply pending migrations")
-    migrate.add_argument("--dry-run", action="store_true", help="list them, apply nothing")
-    commands.add_parser("status", help="applied, pending and changed migrations")
-    commands.add_parser("verify", help="check the migration history against the files")
-    for verb, text in (
-        ("baseline", "record files up to VERSION as applied without running them"),
-        ("repair", "clear the failed history row of VERSION so that it runs again"),
-    ):
-        commands.add_parser(verb, help=text).add_argument("version", type=int, metavar="VERSION")
-    commands.add_parser("check", help="settings valid, server reachable, schema current")
-
-    watch = commands.add_parser("watch", help="follow changes as they happen")
-    watch.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
-
-    server = commands.add_parser("server", help="the embedded PostgreSQL")
-    server.add_argument("action", choices=["status", "start", "stop"])
+    for add_commands in topics:
+        add_commands(commands)
     return parser
 
 
@@ -240,19 +198,23 @@ def _setup_logging(debug: bool) -> None:
 
 
 def _report(message: str, *, code: int, kind: str, json_output: bool, stdout: TextIO) -> None:
+    """The error on stderr (a problem list keeps its lines); in the JSON document, on one line."""
     style = Style.for_stream(sys.stderr)
     print(f"{PROG}: {style.red('error')}: {message}", file=sys.stderr)
     if json_output:
-        document = {"error": {"code": code, "kind": kind, "message": message}}
+        one_line = message.replace("\n", " ")
+        document = {"error": {"code": code, "kind": kind, "message": one_line}}
         print(to_json(document), file=stdout)
 
 
-def _parse(argv: Sequence[str], secrets: tuple[str, ...]) -> argparse.Namespace | int:
+def _parse(
+    argv: Sequence[str], secrets: tuple[str, ...], parser: argparse.ArgumentParser
+) -> argparse.Namespace | int:
     """Parse, keeping argparse's own messages (which quote arguments) free of secrets."""
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            return build_parser().parse_args(argv)
+            return parser.parse_args(argv)
     except SystemExit as exc:
         text = scrub(captured.getvalue(), secrets)
         sys.stderr.write(text)
@@ -264,11 +226,20 @@ def _parse(argv: Sequence[str], secrets: tuple[str, ...]) -> argparse.Namespace 
         return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; return the exit code."""
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    topics: Sequence[AddCommands] = TOPICS,
+    description: str = DESCRIPTION,
+) -> int:
+    """Run one command; return the exit code.
+
+    ``topics`` narrows the commands on offer: ``python -m amira_data_access.migrations``
+    is this function with the schema commands only.
+    """
     arguments = list(sys.argv[1:] if argv is None else argv)
     secrets = _secrets(arguments)
-    parsed = _parse(arguments, secrets)
+    parsed = _parse(arguments, secrets, build_parser(topics, description=description))
     if isinstance(parsed, int):
         return parsed
     args = parsed
@@ -276,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stdout = sys.stdout
     ctx = Context(args, Style() if args.json else Style.for_stream(stdout))
     try:
-        outcome: Outcome | None = COMMANDS[args.command](ctx)
+        outcome: Outcome | None = args.run(ctx)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -285,7 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug or code == EXIT_INTERNAL:
             # A bug of ours always shows its traceback: there is nothing else to go on.
             sys.stderr.write(scrub("".join(traceback.format_exception(exc)), secrets))
-        message = scrub(str(exc) or type(exc).__name__, secrets).strip().replace("\n", " ")
+        message = scrub(str(exc) or type(exc).__name__, secrets).strip()
+        if not isinstance(exc, MigrationError):
+            # One line; a MigrationError's further lines are its problems, one per line.
+            message = message.replace("\n", " ")
         if code == EXIT_INTERNAL:
             message = f"internal error ({type(exc).__name__}): {message}"
         _report(message, code=code, kind=type(exc).__name__, json_output=args.json, stdout=stdout)

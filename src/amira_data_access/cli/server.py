@@ -4,8 +4,9 @@ One cluster per data home (``AMIRA_CONFIG_HOME``, else the platform's user-data
 folder), started on demand by whichever command needs it and left running so
 the next command connects at once; ``amira-config server stop`` stops it.
 Every command finds the running server again from the cluster's own
-``postmaster.pid`` (through :class:`~amira_data_access.local_postgres.LocalPostgres`),
-so nothing but the data folder holds state.
+``postmaster.pid`` (through :class:`~amira_data_access._dev.local_postgres.LocalPostgres`),
+so nothing but the data folder holds state. That module is imported only when a
+command actually needs the embedded server: a CLI given a database never loads it.
 
 Root: PostgreSQL refuses to run as root, so ``LocalPostgres`` runs it as the
 ``postgres`` (or ``nobody``) account, which must be able to *traverse* every
@@ -28,13 +29,16 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
 from .. import migrations
 from ..errors import DatabaseConnectionError
-from ..local_postgres import LocalPostgres, PostgresUnavailableError
+
+if TYPE_CHECKING:
+    from .._dev.local_postgres import LocalPostgres
 
 __all__ = ["DATABASE", "HOME_ENV", "EmbeddedServer", "ServerState", "data_home"]
 
@@ -145,6 +149,8 @@ class EmbeddedServer:
 
     def _cluster(self) -> LocalPostgres:
         if self._local is None:
+            from .._dev.local_postgres import LocalPostgres  # only when the server is needed
+
             self._local = LocalPostgres(self.cluster_dir)
         return self._local
 
@@ -225,6 +231,8 @@ def check_reachable(home: Path) -> None:
         return
     blocked = blocking_folder(home, account.pw_uid, account.pw_gid)
     if blocked is not None:
+        from .._dev.local_postgres import PostgresUnavailableError  # the embedded server's error
+
         mode = stat.filemode(blocked.stat().st_mode)
         raise PostgresUnavailableError(
             f"running as root, the embedded PostgreSQL runs as '{account.pw_name}', which "

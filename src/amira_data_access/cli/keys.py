@@ -1,0 +1,133 @@
+"""``get``, ``set``, ``delete``, ``list``: one key at a time, or every key under a prefix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..codec import DATA_TYPES
+from ..dal import ConfigDAL
+from ..entries import ConfigEntry
+from .context import PAGE, Context, Outcome, Subcommands, writer_options
+from .output import compact_value, entry_to_json, iso, render_entry, render_table
+from .values import NotFoundError, UsageError, parse_value, strip_final_newline
+
+__all__ = ["add_commands", "all_entries"]
+
+
+def add_commands(commands: Subcommands) -> None:
+    """Register get, set, delete and list."""
+    get = commands.add_parser("get", help="show one entry")
+    get.add_argument("key", metavar="KEY")
+    get.set_defaults(run=cmd_get)
+
+    set_ = commands.add_parser("set", help="create or replace a key")
+    set_.add_argument("key", metavar="KEY")
+    set_.add_argument(
+        "value", nargs="?", metavar="VALUE", help="JSON for json/int/float/bool, text for str"
+    )
+    set_.add_argument("--value-file", metavar="PATH", help="read VALUE from a file ('-': stdin)")
+    set_.add_argument(
+        "--type", choices=DATA_TYPES, help="data type (default: the stored one; needed if new)"
+    )
+    set_.add_argument("--description", help="what the key is for (kept when omitted)")
+    writer_options(set_)
+    set_.set_defaults(run=cmd_set)
+
+    delete = commands.add_parser("delete", help="delete a key (its history stays)")
+    delete.add_argument("key", metavar="KEY")
+    writer_options(delete)
+    delete.set_defaults(run=cmd_delete)
+
+    list_ = commands.add_parser("list", help="entries by key prefix, in key order")
+    list_.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
+    list_.set_defaults(run=cmd_list)
+
+
+def cmd_get(ctx: Context) -> Outcome:
+    """``get KEY``: the whole entry."""
+    entry = ctx.dal().get_entry(ctx.args.key)
+    if entry is None:
+        raise NotFoundError(f"{ctx.args.key!r} not found")
+    return Outcome(entry_to_json(entry), render_entry(entry, ctx.style))
+
+
+def all_entries(dal: ConfigDAL, prefix: str) -> Iterator[ConfigEntry]:
+    """Every entry under ``prefix``, in key order, a page at a time."""
+    after: str | None = None
+    while True:
+        page = dal.list(prefix, after=after, limit=PAGE)
+        yield from page
+        if len(page) < PAGE:
+            return
+        after = page[-1].key
+
+
+def cmd_list(ctx: Context) -> Outcome:
+    """``list [PREFIX]``: every entry (all pages), in key order."""
+    entries = list(all_entries(ctx.dal(), ctx.args.prefix))
+    rows = [
+        [
+            e.key,
+            e.data_type,
+            str(e.version),
+            iso(e.updated_at),
+            e.updated_by,
+            compact_value(e.value, e.data_type),
+        ]
+        for e in entries
+    ]
+    headers = ["KEY", "TYPE", "VERSION", "UPDATED_AT", "UPDATED_BY", "VALUE"]
+    text = render_table(headers, rows, ctx.style) if rows else "(no keys)"
+    return Outcome([entry_to_json(e) for e in entries], text)
+
+
+def _value_text(ctx: Context) -> str:
+    args = ctx.args
+    if (args.value is None) == (args.value_file is None):
+        raise UsageError("give the value either as VALUE or with --value-file, not both")
+    if args.value is not None:
+        return str(args.value)
+    if args.value_file == "-":
+        return strip_final_newline(ctx.stdin.read())
+    try:
+        return strip_final_newline(Path(args.value_file).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read --value-file {args.value_file}: {exc}") from None
+
+
+def cmd_set(ctx: Context) -> Outcome:
+    """``set KEY VALUE``: create or replace a key (the type is kept when --type is omitted)."""
+    args, dal = ctx.args, ctx.dal()
+    text = _value_text(ctx)
+    data_type: str | None = args.type
+    if data_type is None:
+        current = dal.get_entry(args.key)
+        if current is None:
+            raise UsageError(f"{args.key!r} does not exist yet: give its --type")
+        data_type = current.data_type
+    entry = dal.set(
+        args.key,
+        parse_value(text, data_type),
+        data_type=data_type,
+        description=args.description,
+        updated_by=args.by,
+        reason=args.reason,
+        expected_version=args.expect_version,
+    )
+    text = (
+        f"set {entry.key} = {compact_value(entry.value, entry.data_type)} "
+        f"({entry.data_type}, version {entry.version})"
+    )
+    return Outcome(entry_to_json(entry), ctx.style.green(text))
+
+
+def cmd_delete(ctx: Context) -> Outcome:
+    """``delete KEY``: remove a key (its history stays)."""
+    args = ctx.args
+    deleted = ctx.dal().delete(
+        args.key, deleted_by=args.by, reason=args.reason, expected_version=args.expect_version
+    )
+    if not deleted:
+        raise NotFoundError(f"{args.key!r} not found")
+    return Outcome({"key": args.key, "deleted": True}, f"deleted {args.key}")

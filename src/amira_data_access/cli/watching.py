@@ -1,0 +1,74 @@
+"""``watch``: follow changes as they happen, a line (or a JSON document) per change."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+from typing import Any
+
+from ..dal import ConfigDAL
+from .context import Context, Outcome, Subcommands
+from .output import Style, compact_value, iso
+from .values import UsageError
+
+__all__ = ["add_commands", "change_line"]
+
+
+def add_commands(commands: Subcommands) -> None:
+    """Register watch."""
+    watch = commands.add_parser("watch", help="follow changes as they happen")
+    watch.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
+    watch.set_defaults(run=cmd_watch)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value, precise=True)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def change_line(change: Any, style: Style) -> str:
+    """One change event for people; tolerant of the event's exact fields."""
+    when = getattr(change, "changed_at", None) or getattr(change, "at", None)
+    operation = getattr(change, "operation", "") or getattr(change, "kind", "")
+    key = getattr(change, "key", "?")
+    version = getattr(change, "version", None)
+    by = getattr(change, "changed_by", None)
+    shown = ""
+    if hasattr(change, "value") and operation != "delete":  # the event may carry no value
+        shown = compact_value(change.value, getattr(change, "data_type", None) or "json")
+    parts = [
+        style.dim(iso(when) if isinstance(when, datetime) else ""),
+        str(operation),
+        str(key),
+        f"v{version}" if version is not None else "",
+        f"by {by}" if by else "",
+        shown,
+    ]
+    return " ".join(part for part in parts if part)
+
+
+def cmd_watch(ctx: Context) -> Outcome | None:
+    """``watch [PREFIX]``: follow changes as they happen (JSON lines with --json)."""
+    if not callable(getattr(ConfigDAL, "watch", None)):
+        raise UsageError("watch is not available in this version")
+    stream = ctx.dal().watch(ctx.args.prefix)  # type: ignore[attr-defined,unused-ignore]
+    print(
+        f"amira-config: watching {ctx.args.prefix or 'every key'} (Ctrl-C to stop)", file=ctx.stderr
+    )
+    try:
+        for change in stream:
+            if ctx.args.json:
+                print(json.dumps(_jsonable(change), ensure_ascii=False), flush=True)
+            else:
+                print(change_line(change, ctx.style), flush=True)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a watch ends
+    finally:
+        close = getattr(stream, "close", None)
+        if callable(close):
+            close()
+    return None  # already printed, one document per change
