@@ -35,8 +35,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, TextIO, cast
 
 from ..errors import (
-    ConcurrentModificationError,
     ConfigurationAccessError,
+    ConflictError,
     DatabaseConnectionError,
     InvalidConfigurationError,
     MigrationError,
@@ -86,7 +86,7 @@ def exit_code(exc: BaseException) -> int:
         return EXIT_NOT_FOUND
     if isinstance(exc, UsageError | InvalidConfigurationError):
         return EXIT_USAGE
-    if isinstance(exc, ConcurrentModificationError):
+    if isinstance(exc, ConflictError):  # a version or a count was not the expected one
         return EXIT_CONFLICT
     if isinstance(
         exc,

@@ -7,10 +7,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from ..dal import ConfigDAL
 from .context import Context, Outcome, Subcommands
 from .output import Style, compact_value, iso
-from .values import UsageError
 
 __all__ = ["add_commands", "change_line"]
 
@@ -53,9 +51,7 @@ def change_line(change: Any, style: Style) -> str:
 
 def cmd_watch(ctx: Context) -> Outcome | None:
     """``watch [PREFIX]``: follow changes as they happen (JSON lines with --json)."""
-    if not callable(getattr(ConfigDAL, "watch", None)):
-        raise UsageError("watch is not available in this version")
-    stream = ctx.dal().watch(ctx.args.prefix)  # type: ignore[attr-defined,unused-ignore]
+    stream = ctx.dal().watch(ctx.args.prefix)
     print(
         f"amira-config: watching {ctx.args.prefix or 'every key'} (Ctrl-C to stop)", file=ctx.stderr
     )
@@ -68,7 +64,5 @@ def cmd_watch(ctx: Context) -> Outcome | None:
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a watch ends
     finally:
-        close = getattr(stream, "close", None)
-        if callable(close):
-            close()
+        stream.close()
     return None  # already printed, one document per change
