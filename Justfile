@@ -28,7 +28,9 @@ test *args: setup
     {{py}} -m pytest {{args}}
 
 # benchmarks on a durable throwaway PostgreSQL; writes benchmarks/RESULTS.md (`just bench --help`)
+# (also installs the `bench` extra: asyncpg and redis-py, the clients compared with)
 bench *args: setup
+    @{{py}} -c "import asyncpg, redis" 2>/dev/null || {{py}} -m pip install --quiet -e ".[dev,bench]"
     {{py}} -m benchmarks {{args}}
 
 # squawk on migrations/: each file runs in a transaction (--assume-in-transaction) in
