@@ -70,8 +70,8 @@ def get_by_table_size(ctx: Context) -> Comparison:
         "`get` by table size",
         contenders,
         ops=ctx.ops(1000, 30),
-        note="Random keys over the whole table; the 1 M table (≈ 250 MB with its index) no "
-        "longer fits in shared_buffers (128 MB), so some reads come from the OS page cache.",
+        note="Random keys over the whole table, each table in its own database on the same "
+        "server (shared_buffers is shared: a big table's pages can crowd out a small one's).",
     )
 
 
@@ -369,8 +369,9 @@ def feed_catch_up(ctx: Context) -> Comparison:
         describe=describe,
         note="One operation: N keys updated in one open transaction, the listener's session "
         "terminated (`pg_terminate_backend`), then the commit; timed from the commit until the "
-        "N-th change reached a `ConfigDAL.subscribe` callback (its reconnect back-off, "
-        "connect, the missed-changes query and the dispatch). The run checks the feed's last "
+        "N-th change reached a `ConfigDAL.subscribe` callback: the feed's fixed reconnect "
+        "back-off (the bulk of the 1-change anchor), connect, the missed-changes query and the "
+        "dispatch. The run checks the feed's last "
         "resync came after the commit, so the changes were re-read, not announced.",
     )
 
