@@ -20,7 +20,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -580,16 +580,17 @@ def set_many(ctx: Context) -> Comparison:
 
 @dataclass
 class _Stores:
-    redis: Any = None
+    """The comparison stores that could be started, and why the others could not."""
+
+    redis: Any = None  # redis.Redis (an optional dependency: untyped here)
     redis_fsync: Any = None
     etcd: EtcdClient | None = None
-    missing: dict[str, str] | None = None
+    missing: dict[str, str] = field(default_factory=dict)
 
 
 def _kv_stores(ctx: Context, *, durable_redis: bool) -> _Stores:
     """Start redis (and a durable one) and etcd, loaded with the same keys and JSON values."""
-    stores = _Stores(missing={})
-    assert stores.missing is not None
+    stores = _Stores()
     items = {key: json.dumps(_value_of(key)) for key in ctx.keys}
     try:
         import redis
@@ -627,9 +628,7 @@ def kv_get(ctx: Context) -> Comparison:
     """``ConfigDAL.get`` next to Redis GET and etcd range on the same keys and values."""
     stores = _kv_stores(ctx, durable_redis=False)
     if stores.redis is None and stores.etcd is None:
-        raise CaseUnavailableError(
-            "; ".join(f"{k}: {v}" for k, v in (stores.missing or {}).items())
-        )
+        raise CaseUnavailableError("; ".join(f"{k}: {v}" for k, v in stores.missing.items()))
     dal = ctx.dal()
     streams = [ctx.key_stream(salt=3) for _ in range(3)]
     contenders = [
@@ -652,7 +651,7 @@ def kv_get(ctx: Context) -> Comparison:
         "Reads: `ConfigDAL.get` vs Redis GET vs etcd get (same keys, same JSON values)",
         contenders,
         ops=ctx.ops(1000, 30),
-        missing=stores.missing or {},
+        missing=stores.missing,
         note="Ratios are to `ConfigDAL.get` (below 1: faster than ours). Redis and etcd return "
         "the JSON text; the DAL returns the decoded, typed value.",
     )
@@ -662,9 +661,7 @@ def kv_set(ctx: Context) -> Comparison:
     """``ConfigDAL.set`` next to Redis SET (in memory, and fsync'd) and etcd put."""
     stores = _kv_stores(ctx, durable_redis=True)
     if stores.redis is None and stores.etcd is None:
-        raise CaseUnavailableError(
-            "; ".join(f"{k}: {v}" for k, v in (stores.missing or {}).items())
-        )
+        raise CaseUnavailableError("; ".join(f"{k}: {v}" for k, v in stores.missing.items()))
     dal = ctx.dal()
     streams = [_write_keys(ctx, salt=10 + i) for i in range(4)]
     counter = itertools.count()
@@ -695,7 +692,7 @@ def kv_set(ctx: Context) -> Comparison:
         "Writes: `ConfigDAL.set` vs Redis SET vs etcd put",
         contenders,
         ops=ctx.ops(200, 10),
-        missing=stores.missing or {},
+        missing=stores.missing,
         note="PostgreSQL and etcd fsync every write before answering; Redis only with "
         "`appendfsync always`. Ratios are to `ConfigDAL.set`.",
     )

@@ -24,7 +24,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,9 @@ def _binary(name: str, package: str) -> str:
     return path
 
 
-def _wait_until(ready: Any, process: subprocess.Popen[bytes], log: Path, what: str) -> None:
+def _wait_until(
+    ready: Callable[[], bool], process: subprocess.Popen[bytes], log: Path, what: str
+) -> None:
     deadline = time.monotonic() + _START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -63,7 +65,7 @@ def _wait_until(ready: Any, process: subprocess.Popen[bytes], log: Path, what: s
 
 
 @contextlib.contextmanager
-def _process(argv: list[str], folder: Path, what: str, ready: Any) -> Iterator[None]:
+def _process(argv: list[str], folder: Path, what: str, ready: Callable[[], bool]) -> Iterator[None]:
     log = folder / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=folder)

@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -32,7 +32,6 @@ class Run:
     memory: MemoryResult | None
     memory_status: str | None
     quick: bool
-    notes: list[str] = field(default_factory=list)
 
     def find(self, key: str) -> ContenderResult | None:
         """The result of contender ``key`` in any comparison that ran."""
@@ -423,5 +422,5 @@ def render(run: Run) -> str:
     else:
         for group in run.scale:
             lines += comparison_section(group, run.rounds)
-    lines += ["## History", "", *HISTORY, *run.notes, ""]
+    lines += ["## History", "", *HISTORY, ""]
     return "\n".join(lines)

@@ -102,17 +102,9 @@ class Comparison:
     note: str = ""
     warmup_ops: int | None = None  # default: min(ops, 200)
     runner: asyncio.Runner | None = None  # the loop async contenders were set up on
-    between_rounds: Callable[[], None] | None = None  # e.g. VACUUM after a write round
     missing: dict[str, str] = field(default_factory=dict)  # contender left out -> why
     describe: Callable[[ComparisonResult], list[str]] | None = None  # extra report lines
     details: list[str] = field(default_factory=list)  # e.g. EXPLAIN output, for the report
-
-    def contender(self, key: str) -> Contender:
-        """The contender called ``key``."""
-        for contender in self.contenders:
-            if contender.key == key:
-                return contender
-        raise KeyError(key)
 
     @property
     def blockwise(self) -> bool:
@@ -381,7 +373,5 @@ def run_comparison(
                 mine.cpu_deltas.setdefault(anchor, []).append(
                     own.cpu_us_per_op - base.cpu_us_per_op
                 )
-        if comparison.between_rounds is not None:
-            comparison.between_rounds()
         result.rounds = index + 1
     return result
