@@ -28,7 +28,9 @@ test *args: setup
     {{py}} -m pytest {{args}}
 
 # benchmarks on a durable throwaway PostgreSQL; writes benchmarks/RESULTS.md (`just bench --help`)
+# (also installs the `bench` extra: asyncpg and redis-py, the clients compared with)
 bench *args: setup
+    @{{py}} -c "import asyncpg, redis" 2>/dev/null || {{py}} -m pip install --quiet -e ".[dev,bench]"
     {{py}} -m benchmarks {{args}}
 
 # regenerate the sync twins (dal.py, store.py...) from their async sources; `--check`, or

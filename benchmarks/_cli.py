@@ -1,4 +1,4 @@
-"""The command line: set up the server, run every case in turn, write the report."""
+"""The command line: set up the server, run every comparison, write the report."""
 
 from __future__ import annotations
 
@@ -7,46 +7,71 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
 from amira_data_access import ConfigDAL
 
-from ._breakdown import Breakdown, measure_breakdown
-from ._cases import BATCH_SIZES, CASES, Case, Context, Measure, NotLandedError
-from ._report import CaseResult, Run, format_budget, machine_facts, render
+from ._cases import COMPARISONS, MemoryResult, measure_cache_memory
+from ._context import CaseUnavailableError, Context
+from ._report import Run, machine_facts, render
+from ._scale import SCALE_COMPARISONS
 from ._server import load_keys, remove_keys, target
-from ._timing import Budget
+from ._timing import Comparison, ComparisonResult, run_comparison
 
 __all__ = ["main"]
 
 DEFAULT_OUTPUT = Path(__file__).parent / "RESULTS.md"
+Setup = Callable[[Context], Comparison]
 
 
 def _parser() -> argparse.ArgumentParser:
+    names = ", ".join(name for name, _ in (*COMPARISONS, *SCALE_COMPARISONS))
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description=(
-            "Measure ConfigDAL against raw psycopg, connect-per-call and pgbench on a durable "
-            "throwaway PostgreSQL (or --dsn), and write a Markdown report."
+            "Compare amira-data-access with raw psycopg, asyncpg, a dict, Redis, etcd, pgbench "
+            "and psql, each case next to its anchor in the same run: operation by operation, "
+            "alternating, the order rotated every round; reports the median over rounds, the "
+            "min-max across rounds and the per-round ratio to the anchor. Starts its own "
+            "durable throwaway PostgreSQL (and Redis/etcd when installed) unless --dsn is "
+            "given, and writes a Markdown report."
         ),
+        epilog=f"comparisons: {names}, memory",
     )
-    parser.add_argument("--keys", type=int, default=None, help="keys to load (default 10000)")
     parser.add_argument(
-        "--repeats", type=int, default=None, help="repeats per case; the median is reported (5)"
+        "--rounds", type=int, default=None, help="rounds per comparison (default 9; --quick: 2)"
     )
-    length = parser.add_mutually_exclusive_group()
-    length.add_argument(
-        "--seconds", type=float, default=None, help="seconds per measurement (default 2.5)"
+    parser.add_argument(
+        "--ops-scale",
+        type=float,
+        default=1.0,
+        help="multiply every comparison's operations per round (default 1)",
     )
-    length.add_argument("--ops", type=int, default=None, help="operations per measurement")
+    parser.add_argument(
+        "--keys", type=int, default=None, help="keys in the main table (default 10000)"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="tiny sizes for a smoke test: 1000 keys, 1 repeat, 0.2 s (explicit options win)",
+        help="smoke test: 1000 keys, 2 rounds, a few operations per round (explicit options "
+        "win); figures are not worth quoting",
     )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="also the scaling section: get at 1k/100k/1M keys, list paging through 100k, "
+        "history queries on 1M history rows with EXPLAIN, feed catch-up after 1k/10k/100k "
+        "missed changes (takes minutes; with --quick, tiny sizes)",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated comparisons to run (e.g. 'get,cache'); default: all",
+    )
+    parser.add_argument("--skip", default="", help="comma-separated comparisons not to run")
     parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT, help="report path (benchmarks/RESULTS.md)"
     )
@@ -54,17 +79,10 @@ def _parser() -> argparse.ArgumentParser:
         "--dsn",
         default=None,
         help="use this database on an existing server instead of starting one; it is "
-        "migrated, keys under 'bench.' are written to it and removed afterwards",
+        "migrated, keys under 'bench.' are written to it and removed afterwards; memory and "
+        "--scale create (and drop) databases of their own, which needs CREATEDB",
     )
     parser.add_argument("--seed", type=int, default=8, help="random seed for the key choice (8)")
-    parser.add_argument(
-        "--cases",
-        default="",
-        help="comma-separated case-key prefixes to run (e.g. 'get.,set.'); default: all",
-    )
-    parser.add_argument(
-        "--no-profile", action="store_true", help="skip the where-the-time-goes breakdown"
-    )
     return parser
 
 
@@ -72,141 +90,128 @@ def _progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def _selected(pattern: str) -> list[Case]:
-    prefixes = [p.strip() for p in pattern.split(",") if p.strip()]
-    return [c for c in CASES if not prefixes or any(c.key.startswith(p) for p in prefixes)]
-
-
 def _error(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
-    return f"error: {type(exc).__name__}: {text[:200]}"
+    return f"error: {type(exc).__name__}: {text[:300]}"
+
+
+def _names(text: str) -> set[str]:
+    return {name.strip() for name in text.split(",") if name.strip()}
+
+
+def _measure(ctx: Context, name: str, setup: Setup, rounds: int) -> ComparisonResult:
+    """Set up one comparison, run it, and close what it opened before the next one."""
+    with ExitStack() as stack:
+        ctx.stack = stack
+        _progress(f"{name}: setting up")
+        try:
+            comparison = setup(ctx)
+        except CaseUnavailableError as exc:
+            return ComparisonResult(Comparison(name, name, [], 0), status=f"skipped: {exc}")
+        except Exception as exc:  # one broken case must not lose the others' results
+            return ComparisonResult(Comparison(name, name, [], 0), status=_error(exc))
+        try:
+            return run_comparison(comparison, rounds, progress=_progress)
+        except Exception as exc:
+            return ComparisonResult(comparison, status=_error(exc))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks; returns the process exit status."""
-    args = _parser().parse_args(argv)
-    # Options left out take the --quick sizes or the defaults; explicit ones always win.
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.keys is None:
         args.keys = 1000 if args.quick else 10_000
-    if args.repeats is None:
-        args.repeats = 1 if args.quick else 5
-    if args.seconds is None and args.ops is None:
-        args.seconds = 0.2 if args.quick else 2.5
-    if args.keys < max(BATCH_SIZES):
-        _parser().error(f"--keys must be at least {max(BATCH_SIZES)} (the get_many batch)")
-    if args.repeats < 1 or (args.ops is not None and args.ops < 1):
-        _parser().error("--repeats and --ops must be positive")
+    if args.rounds is None:
+        args.rounds = 2 if args.quick else 9
+    if args.rounds < 1 or args.ops_scale <= 0 or args.keys < 100:
+        parser.error("--rounds and --ops-scale must be positive, --keys at least 100")
+    only, skip = _names(args.only), _names(args.skip)
+    known = {name for name, _ in (*COMPARISONS, *SCALE_COMPARISONS)} | {"memory"}
+    if unknown := (only | skip) - known:
+        parser.error(f"unknown comparisons: {', '.join(sorted(unknown))}")
 
-    budget = Budget(seconds=args.seconds, ops=args.ops)
-    warmup = (
-        Budget(ops=min(args.ops, 200))
-        if args.ops is not None
-        else Budget(seconds=min(1.0, max(0.1, args.seconds / 3)))
-    )
+    def wanted(name: str) -> bool:
+        return (not only or name in only) and name not in skip
+
     command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     started = time.monotonic()
     load_before = os.getloadavg()
 
-    results: dict[str, CaseResult] = {}
-    breakdown: Breakdown | None = None
-    breakdown_error: str | None = "skipped (--no-profile)" if args.no_profile else None
-    with ExitStack() as stack:
+    with ExitStack() as run_stack:
         _progress("starting PostgreSQL" if args.dsn is None else "using --dsn")
-        server = stack.enter_context(target(args.dsn))
-        dal = ConfigDAL(server.dsn)
-        try:
+        server = run_stack.enter_context(target(args.dsn))
+        with ConfigDAL(server.dsn) as dal:
             applied = dal.migrate()
-        finally:
-            dal.close()
         _progress(f"migrated ({len(applied)} applied); loading {args.keys:,} keys")
         keys = load_keys(server.dsn, args.keys)
         if not server.started_here:
-            stack.callback(remove_keys, server.dsn)
-        context = Context(server, keys, args.seed, stack)
+            run_stack.callback(remove_keys, server.dsn)
+        ctx = Context(server, keys, args.seed, run_stack, args.quick, args.ops_scale)
 
-        measures: dict[str, Measure] = {}
-        for case in _selected(args.cases):
-            results[case.key] = CaseResult(case, [])
+        results = [
+            _measure(ctx, name, setup, args.rounds) for name, setup in COMPARISONS if wanted(name)
+        ]
+        memory: MemoryResult | None = None
+        memory_status: str | None = "not run (--only / --skip)"
+        if wanted("memory"):
+            _progress("memory: filling a cache and a dict")
             try:
-                measures[case.key] = case.setup(context)
-            except NotLandedError as exc:
-                results[case.key].status = f"not available yet: {exc}"
-            except Exception as exc:  # one broken case must not lose the others' results
-                results[case.key].status = _error(exc)
-
-        for key, measure in list(measures.items()):
-            if results[key].case.warmup:
-                try:
-                    measure(warmup)
-                except Exception as exc:
-                    results[key].status = _error(exc)
-                    del measures[key]
-
-        for repeat in range(1, args.repeats + 1):
-            _progress(f"repeat {repeat}/{args.repeats}")
-            for key, measure in list(measures.items()):
-                try:
-                    results[key].samples.append(measure(budget))
-                except Exception as exc:
-                    results[key].status = _error(exc)
-                    del measures[key]
-
-        if not args.no_profile:
-            _progress("profiling ConfigDAL.get")
-            quick = args.quick
-            try:
-                breakdown = measure_breakdown(
-                    server.dsn,
-                    context.key_stream(),
-                    # Five variants share this time, one operation each in turn.
-                    seconds=1.0 if quick else max(1.0, (args.seconds or 2.5) * 6),
-                    calls=2_000 if quick else 50_000,
-                    gets=200 if quick else 5_000,
-                )
+                with ExitStack() as stack:
+                    ctx.stack = stack
+                    memory, memory_status = measure_cache_memory(ctx), None
+            except CaseUnavailableError as exc:
+                memory_status = f"skipped: {exc}"
             except Exception as exc:
-                breakdown_error = _error(exc)
+                memory_status = _error(exc)
+        scale = None
+        if args.scale:
+            scale = [
+                _measure(ctx, name, setup, args.rounds)
+                for name, setup in SCALE_COMPARISONS
+                if wanted(name)
+            ]
 
         settings = server.server_facts()
-        triggers = server.triggers()
         facts = machine_facts(settings)
         facts["Server"] = server.description + (
             f", data directory on {server.data_dir_filesystem}"
             if server.data_dir_filesystem
             else ""
         )
-        facts["Data"] = (
-            f"{args.keys:,} keys (a mix of str, int, float, bool, json), seed {args.seed}"
+        facts["Durability"] = ", ".join(
+            f"`{k} = {v}`" for k, v in settings.items() if k != "server_version"
         )
+        triggers = server.triggers()
         facts["Triggers on the table"] = (
-            ", ".join(f"`{t}`" for t in triggers)
-            + " (they fire for the bare upsert too: the set ratio is the layer's own cost)"
+            ", ".join(f"`{t}`" for t in triggers) + " (they fire for the raw upserts too)"
             if triggers
             else "none"
         )
-        load = os.getloadavg()
-        facts["Load average"] = (
-            f"{load_before[0]:.2f} at start, {load[0]:.2f} at end (1 min; other work on the "
-            "machine shows here and in the min–max spread)"
+        facts["Data"] = (
+            f"{args.keys:,} keys in the main table (a fifth each str, int, float, bool, json), "
+            f"seed {args.seed}"
         )
-        if context.pgbench_command:
-            facts["pgbench"] = f"`{context.pgbench_command}` after `pgbench -i -s 1` "
-            facts["pgbench"] += "into a separate database on the same server"
+        facts.update(ctx.facts)
+        load = os.getloadavg()
+        facts["Load average (1 / 5 / 15 min)"] = (
+            f"{' / '.join(f'{v:.2f}' for v in load_before)} at start, "
+            f"{' / '.join(f'{v:.2f}' for v in load)} at end (on 2 cores anything above ~1 is "
+            "other work competing with the benchmark: see the min–max spreads)"
+        )
+        facts["Duration"] = f"{time.monotonic() - started:.0f} s"
 
     run = Run(
         command=command,
         date=date,
-        results=results,
+        rounds=args.rounds,
         facts=facts,
-        settings=settings,
-        repeats=args.repeats,
-        budget_text=format_budget(
-            args.seconds,
-            args.ops,
-            f"{warmup.ops} op" if warmup.ops is not None else f"{warmup.seconds:.2g} s",
-        ),
-        breakdown=breakdown,
-        breakdown_error=breakdown_error,
+        results=results,
+        scale=scale,
+        memory=memory,
+        memory_status=memory_status,
+        quick=args.quick,
     )
     report = render(run)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ._timing import Budget, Sample, sample_from_latencies
+from ._timing import BlockSample
 
 __all__ = ["Pgbench"]
 
@@ -53,25 +53,20 @@ class Pgbench:
         """``pgbench -i -s scale``: create and fill pgbench's tables (quietly)."""
         self._run("-i", "-q", "-s", str(scale))
 
-    def command(self, budget: Budget) -> str:
+    def command(self, ops: int) -> str:
         """The command line a reader can re-run (without the connection string)."""
-        return " ".join(["pgbench", *self._select_args(budget)])
+        return " ".join(["pgbench", *self._select_args(ops)])
 
     @staticmethod
-    def _select_args(budget: Budget) -> list[str]:
-        length = (
-            ["-t", str(budget.ops)]
-            if budget.ops is not None
-            else ["-T", str(max(1, round(budget.seconds or 1)))]
-        )
+    def _select_args(ops: int) -> list[str]:
         # -S: the built-in select-only script (one primary-key SELECT per transaction);
         # -M prepared: like the raw psycopg baseline; -n: no vacuum before each run.
-        return ["-S", "-c1", "-j1", "-n", "-M", "prepared", *length]
+        return ["-S", "-c1", "-j1", "-n", "-M", "prepared", "-t", str(ops)]
 
-    def select_only(self, budget: Budget) -> Sample:
-        """The select-only script with one client; latencies from its per-transaction log."""
+    def select_only(self, ops: int) -> BlockSample:
+        """``ops`` transactions of the select-only script, one client; latencies from its log."""
         with tempfile.TemporaryDirectory(prefix="amira-pgbench-") as logs:
-            out = self._run(*self._select_args(budget), "-l", "--log-prefix=tx", cwd=logs)
+            out = self._run(*self._select_args(ops), "-l", "--log-prefix=tx", cwd=logs)
             match = _TPS.search(out)
             if match is None:
                 raise RuntimeError(f"no tps in pgbench output: {out[-300:]}")
@@ -81,7 +76,6 @@ class Pgbench:
                     # client_id transaction_no time_us script_no epoch epoch_us
                     latencies.append(int(line.split()[2]) * 1000)
         tps = float(match.group(1))
-        ops = len(latencies)
-        # Report pgbench's own tps (it excludes connection time): seconds = ops / tps.
-        seconds = ops / tps if tps > 0 else 0.0
-        return sample_from_latencies(latencies, seconds, cpu_seconds=0.0, ops=ops)
+        # pgbench's own tps (it excludes connection time): busy time = transactions / tps.
+        wall_ns = int(len(latencies) / tps * 1e9) if tps > 0 else 0
+        return BlockSample(latencies, wall_ns, cpu_ns=None)

@@ -12,11 +12,22 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.types.json import Jsonb
 
 from amira_data_access._dev.local_postgres import LocalPostgres, PostgresBinaries, find_binaries
 
-__all__ = ["KEY_PREFIX", "Target", "load_keys", "remove_keys", "target"]
+__all__ = [
+    "KEY_PREFIX",
+    "Target",
+    "bench_keys",
+    "json_keys",
+    "load_keys",
+    "pgbench_database",
+    "remove_keys",
+    "scratch_database",
+    "str_keys",
+    "target",
+    "with_database",
+]
 
 KEY_PREFIX = "bench."
 CONFIG_DATABASE = "amira_bench"
@@ -32,14 +43,24 @@ DURABILITY_SETTINGS = (
 
 @dataclass
 class Target:
-    """Where the benchmarks run and how to reach pgbench."""
+    """Where the benchmarks run, and PostgreSQL's client programs (pgbench, psql)."""
 
     dsn: str
     started_here: bool
     description: str
-    pgbench: Path | None = None
-    pgbench_env: dict[str, str] = field(default_factory=dict)
+    programs: dict[str, Path] = field(default_factory=dict)
+    program_env: dict[str, str] = field(default_factory=dict)
     data_dir_filesystem: str | None = None
+
+    @property
+    def pgbench(self) -> Path | None:
+        """pgbench, if found."""
+        return self.programs.get("pgbench")
+
+    @property
+    def psql(self) -> Path | None:
+        """psql, if found."""
+        return self.programs.get("psql")
 
     def server_facts(self) -> dict[str, str]:
         """The server's version and the settings that decide what a commit costs."""
@@ -77,19 +98,25 @@ def _filesystem_of(path: Path) -> str | None:
     return best[1] if best else None
 
 
-def _client_binaries() -> tuple[Path | None, dict[str, str]]:
-    """pgbench from the same places the local server's binaries come from (for ``--dsn``)."""
+CLIENT_PROGRAMS = ("pgbench", "psql")
+
+
+def _found(programs: dict[str, Path]) -> dict[str, Path]:
+    return {name: path for name, path in programs.items() if path.exists()}
+
+
+def _client_binaries() -> tuple[dict[str, Path], dict[str, str]]:
+    """pgbench and psql from where the local server's binaries come from (for ``--dsn``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     try:
         binaries: PostgresBinaries = find_binaries()
-    except Exception:  # no PostgreSQL binaries at all: the pgbench case says so
-        return None, {}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    except Exception:  # no PostgreSQL binaries at all: the cases needing them say so
+        return {}, env
     if binaries.library_dir is not None:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
             filter(None, [str(binaries.library_dir), env.get("LD_LIBRARY_PATH")])
         )
-    program = binaries.program("pgbench")
-    return (program if program.exists() else None), env
+    return _found({name: binaries.program(name) for name in CLIENT_PROGRAMS}), env
 
 
 @contextlib.contextmanager
@@ -100,18 +127,17 @@ def target(dsn: str | None) -> Iterator[Target]:
     write pays for its WAL flush as it would in production, and as pgbench does.
     """
     if dsn is not None:
-        program, env = _client_binaries()
-        yield Target(dsn, False, "existing server (--dsn)", program, env)
+        programs, env = _client_binaries()
+        yield Target(dsn, False, "existing server (--dsn)", programs, env)
         return
     with LocalPostgres(durable=True) as local:
         with psycopg.connect(local.dsn(), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(CONFIG_DATABASE)))
-        program = local.program("pgbench")
         yield Target(
             local.dsn(CONFIG_DATABASE),
             True,
             f"throwaway local cluster, durable ({local.binaries.source})",
-            program if program.exists() else None,
+            _found({name: local.program(name) for name in CLIENT_PROGRAMS}),
             local.program_env(),
             _filesystem_of(local.data_dir),
         )
@@ -120,37 +146,33 @@ def target(dsn: str | None) -> Iterator[Target]:
 @contextlib.contextmanager
 def pgbench_database(config_dsn: str) -> Iterator[str]:
     """A separate database on the same server for pgbench's tables, dropped afterwards."""
-    name = f"amira_bench_pgbench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(config_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(config_dsn)
-    params["dbname"] = name
-    try:
-        yield make_conninfo("", **{k: v for k, v in params.items() if v is not None})
-    finally:
-        with psycopg.connect(config_dsn, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with scratch_database(config_dsn, f"amira_bench_pgbench_{uuid.uuid4().hex[:8]}") as dsn:
+        yield dsn
 
 
 def bench_keys(count: int) -> list[str]:
-    """``count`` realistic dotted keys, spread over 20 services."""
-    return [f"{KEY_PREFIX}svc{i % 20:02d}.setting{i:05d}" for i in range(count)]
+    """``count`` realistic dotted keys, spread over 20 services (the same names SQL makes)."""
+    return [f"{KEY_PREFIX}svc{i % 20:02d}.setting{i:07d}" for i in range(count)]
 
 
-def _typed_value(i: int) -> tuple[object, str]:
-    """A value of each data type in turn, so reads decode a realistic mix."""
-    kind = i % 5
-    if kind == 0:
-        return f"value-{i}", "str"
-    if kind == 1:
-        return i, "int"
-    if kind == 2:
-        return i + 0.5, "float"
-    if kind == 3:
-        return i % 2 == 0, "bool"
-    return {"n": i, "tags": ["a", "b"], "enabled": True}, "json"
+# The same keys and a value of each data type in turn (str, int, float, bool, json),
+# made by the server: a 1 M key load is one statement per chunk, not 1 M parameters.
+# Through the library's table, so its triggers run (versions, history, NOTIFY).
+_LOAD_SQL = """
+INSERT INTO amira_config.configurations AS c (key, value, data_type, description, updated_by)
+SELECT %(prefix)s || 'svc' || lpad((i %% 20)::text, 2, '0') || '.setting' || lpad(i::text, 7, '0'),
+       CASE i %% 5 WHEN 0 THEN to_jsonb('value-' || i)
+                  WHEN 1 THEN to_jsonb(i)
+                  WHEN 2 THEN to_jsonb(i + 0.5)
+                  WHEN 3 THEN to_jsonb(i %% 2 = 0)
+                  ELSE jsonb_build_object('n', i, 'tags', jsonb_build_array('a', 'b'),
+                                          'enabled', true) END,
+       (ARRAY['str', 'int', 'float', 'bool', 'json'])[i %% 5 + 1],
+       'benchmark key', 'benchmarks'
+  FROM generate_series(%(first)s::int, %(last)s::int) AS i
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, data_type = EXCLUDED.data_type
+"""
+_LOAD_CHUNK = 200_000
 
 
 def str_keys(keys: list[str]) -> list[str]:
@@ -158,28 +180,23 @@ def str_keys(keys: list[str]) -> list[str]:
     return keys[::5]
 
 
-def load_keys(dsn: str, count: int) -> list[str]:
-    """Insert ``count`` keys in one transaction (raw SQL: 10k durable commits would take long).
+def json_keys(keys: list[str]) -> list[str]:
+    """The keys loaded with a ``json`` (dict) value."""
+    return keys[4::5]
 
-    Returns the keys. The table is vacuumed and analysed so plans are the steady-state ones.
+
+def load_keys(dsn: str, count: int) -> list[str]:
+    """Insert ``count`` keys with bulk SQL (chunks of 200k, one transaction each); return them.
+
+    The table is vacuumed and analysed so plans are the steady-state ones.
     """
-    keys = bench_keys(count)
-    rows = []
-    for i, key in enumerate(keys):
-        value, data_type = _typed_value(i)
-        rows.append((key, Jsonb(value), data_type))
     with psycopg.connect(dsn, autocommit=True) as conn:
-        with conn.transaction(), conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO amira_config.configurations"
-                " (key, value, data_type, description, updated_by)"
-                " VALUES (%s, %s, %s, 'benchmark key', 'benchmarks')"
-                " ON CONFLICT (key) DO UPDATE"
-                " SET value = EXCLUDED.value, data_type = EXCLUDED.data_type",
-                rows,
-            )
+        for first in range(0, count, _LOAD_CHUNK):
+            last = min(count, first + _LOAD_CHUNK) - 1
+            conn.execute(_LOAD_SQL, {"prefix": KEY_PREFIX, "first": first, "last": last})
         conn.execute("VACUUM ANALYZE amira_config.configurations")
-    return keys
+        conn.execute("VACUUM ANALYZE amira_config.configuration_history")
+    return bench_keys(count)
 
 
 def remove_keys(dsn: str) -> None:
@@ -188,3 +205,27 @@ def remove_keys(dsn: str) -> None:
         conn.execute(
             "DELETE FROM amira_config.configurations WHERE starts_with(key, %s)", (KEY_PREFIX,)
         )
+
+
+def with_database(dsn: str, name: str) -> str:
+    """``dsn`` pointed at database ``name`` of the same server."""
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = name
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+
+
+@contextlib.contextmanager
+def scratch_database(config_dsn: str, name: str) -> Iterator[str]:
+    """A new database on the same server (dropped afterwards); yields its DSN."""
+    with psycopg.connect(config_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_database(config_dsn, name)
+    finally:
+        with psycopg.connect(config_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

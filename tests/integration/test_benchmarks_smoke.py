@@ -1,16 +1,27 @@
-"""The benchmark runner runs end to end on a tiny size and writes its table (no timing checks)."""
+"""The benchmark runner runs end to end on a tiny size and writes its tables; its method
+alternates the cases as documented. Never a timing check."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_benchmark_runner_writes_a_results_table(empty_dsn: str, tmp_path: Path) -> None:
-    """`python -m benchmarks --quick` migrates an empty database, measures, and writes Markdown."""
+    """`python -m benchmarks --quick` migrates an empty database, measures, and writes Markdown.
+
+    Structure only: every comparison either ran (a table with ratios to its anchor)
+    or says why it was skipped; none failed. Never a timing.
+    """
     output = tmp_path / "RESULTS.md"
     result = subprocess.run(
         [
@@ -18,9 +29,7 @@ def test_benchmark_runner_writes_a_results_table(empty_dsn: str, tmp_path: Path)
             "-m",
             "benchmarks",
             "--quick",
-            "--repeats=1",
-            "--seconds=0.1",
-            "--no-profile",
+            "--rounds=1",
             f"--dsn={empty_dsn}",
             f"--output={output}",
         ],
@@ -32,6 +41,79 @@ def test_benchmark_runner_writes_a_results_table(empty_dsn: str, tmp_path: Path)
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = output.read_text()
-    assert "| target (issue 8) | measured | goal | status |" in report
-    assert "| `ConfigDAL.get` |" in report
-    assert report in result.stdout  # the same table is printed
+    for heading in ("## Method", "## Machine", "## Headline: targets", "## Comparisons"):
+        assert heading in report
+    assert "| target | measured: median (min–max over rounds) | goal | status |" in report
+    assert "### Uncached `ConfigDAL.get` vs raw psycopg" in report
+    assert "| # | case | p50 µs | p99 µs | ops/s | client CPU µs/op | p50 ratio to | ΔCPU µs |" in (
+        report
+    )
+    # The headline case ran against its anchor, measured in the same run.
+    assert re.search(r"\| \(2\) \| `ConfigDAL\.get` \| .* vs \(1\) \|", report)
+    assert "### Cache memory per key" in report
+    assert "**Load average (1 / 5 / 15 min)**" in report
+    # A comparison may be skipped (no redis-server here), with its reason; none may fail.
+    assert "Not measured: error" not in report, report
+    assert "| error:" not in report, report
+    assert report in result.stdout  # the same report is printed
+
+
+def _timing_module(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.syspath_prepend(str(ROOT))
+    return importlib.import_module("benchmarks._timing")
+
+
+def test_cases_take_turns_op_by_op_with_the_order_rotated_each_round(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The method itself (no database, no timing): ABC ABC, then BCA BCA, then CAB CAB."""
+    timing = _timing_module(monkeypatch)
+    calls: list[str] = []
+
+    def op(name: str) -> Any:
+        return lambda: calls.append(name)
+
+    comparison = timing.Comparison(
+        "t",
+        "t",
+        [
+            timing.Contender("a", "A", op("a")),
+            timing.Contender("b", "B", op("b"), anchor="a"),
+            timing.Contender("c", "C", op("c"), anchor="a", also_vs=("b",)),
+        ],
+        ops=2,
+        warmup_ops=0,
+    )
+    result = timing.run_comparison(comparison, 3)
+    assert "".join(calls) == "abcabc" + "bcabca" + "cabcab"
+    assert result.rounds == 3
+    assert [r.ops for r in result.results["a"].rounds] == [2, 2, 2]
+    # A ratio per round, to each anchor measured in that same round.
+    assert len(result.results["b"].ratios["a"]) == 3
+    assert set(result.results["c"].ratios) == {"a", "b"}
+    assert result.results["a"].ratio() is None  # an anchor has no ratio of its own
+
+
+def test_async_cases_take_turns_inside_one_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Async contenders interleave on the comparison's loop exactly as sync ones do."""
+    timing = _timing_module(monkeypatch)
+    calls: list[tuple[str, int]] = []
+
+    def op(name: str) -> Any:
+        async def run() -> None:
+            calls.append((name, id(asyncio.get_running_loop())))
+
+        return run
+
+    with asyncio.Runner() as runner:
+        comparison = timing.Comparison(
+            "t",
+            "t",
+            [timing.Contender("a", "A", op("a")), timing.Contender("b", "B", op("b"), anchor="a")],
+            ops=2,
+            warmup_ops=0,
+            runner=runner,
+        )
+        timing.run_comparison(comparison, 2)
+    assert "".join(name for name, _ in calls) == "abab" + "baba"
+    assert len({loop for _, loop in calls}) == 1
