@@ -9,10 +9,10 @@ Touched (module: name):
 * ``amira_data_access.dal``: ``ConfigDAL._pool`` (the DAL's own psycopg_pool
   ``ConnectionPool``), for the "+ pool checkout" rung of the get ladder;
 * ``amira_data_access.dal``: ``ConfigDAL._feed`` (its ``ChangeFeed``) and
-  ``amira_data_access.watch``: ``ChangeFeed.last_sync``, to check that the
+  ``amira_data_access.feed.listener``: ``ChangeFeed.last_sync``, to check that the
   changes of the catch-up case were really missed and re-read on reconnect
   rather than announced;
-* ``amira_data_access.watch``: ``LISTENER_NAME``, the listener's
+* ``amira_data_access.feed.listener``: ``LISTENER_NAME``, the listener's
   ``application_name``, to find and terminate its session.
 """
 
@@ -23,19 +23,12 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from amira_data_access import ConfigDAL
+from amira_data_access.feed.listener import LISTENER_NAME
 
 __all__ = ["LISTENER_APPLICATION_NAME", "feed_last_sync", "pool_of"]
 
 
-def _listener_name() -> str:
-    try:
-        from amira_data_access.watch import LISTENER_NAME
-    except ImportError:  # renamed: the value it had, which the catch-up case then checks
-        return "amira-data-access listener"
-    return str(LISTENER_NAME)
-
-
-LISTENER_APPLICATION_NAME = _listener_name()
+LISTENER_APPLICATION_NAME = LISTENER_NAME
 
 
 def pool_of(dal: ConfigDAL) -> ConnectionPool[Any]:
