@@ -74,6 +74,10 @@ SELECT item.key, item.value,
        unnest(:keys::text[], :values::jsonb[], :data_types::text[], :inferred_types::text[],
               :descriptions::text[]) AS item(key, value, data_type, inferred_type, description)
        LEFT JOIN amira_config.configurations AS existing ON existing.key = item.key
+ -- Key order (the join may reorder rows): concurrent batches then lock rows in the
+ -- same order, so they cannot deadlock, and the history and its announcements
+ -- list the changes in key order.
+ ORDER BY item.key
     ON CONFLICT (key) DO UPDATE
    SET value       = EXCLUDED.value,
        -- The explicit type, else the type of the row actually updated (the join

@@ -35,8 +35,8 @@ from .errors import DatabaseConnectionError
 from .feed.streams import Feed
 
 if TYPE_CHECKING:
-    # Imported where used at run time: this module is imported by the package, and
-    # an eager import would make `python -m amira_data_access.migrations` warn.
+    # Imported where used: every process imports the library, few run migrations,
+    # so the runner is not loaded with it.
     from . import migrations
 
 __all__ = ["InMemoryConfigStore", "InMemoryTransaction"]

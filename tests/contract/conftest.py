@@ -56,6 +56,10 @@ class Synced:
 
         return run
 
+    def watch(self, prefix: str = "") -> SyncedStream:
+        """An async store's change stream, driven from sync code."""
+        return SyncedStream(self._target.watch(prefix), self._runner)
+
     @contextmanager
     def transaction(self) -> Iterator[Synced]:
         """``async with target.transaction()``, entered and left on the same loop."""
@@ -68,6 +72,24 @@ class Synced:
                 raise
         else:
             self._runner.run(manager.__aexit__(None, None, None))
+
+
+class SyncedStream:
+    """An :class:`~amira_data_access.AsyncChangeStream` seen as a ChangeStream."""
+
+    def __init__(self, stream: Any, runner: asyncio.Runner) -> None:
+        self._stream = stream
+        self._runner = runner
+
+    def next(self, timeout: float | None = None) -> Any:
+        return self._runner.run(self._stream.next(timeout))
+
+    def __enter__(self) -> SyncedStream:
+        self._runner.run(self._stream.start())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._runner.run(self._stream.aclose())
 
 
 class TickingClock:

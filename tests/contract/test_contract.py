@@ -9,6 +9,7 @@ lost connections, retries).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,13 +19,17 @@ from structlog.testing import capture_logs
 
 from amira_data_access import (
     ConcurrentModificationError,
+    ConfigChange,
     ConfigEntry,
     ConfigItem,
     ConfigRevision,
     ConfigStore,
     ConfigurationAccessError,
+    ConflictError,
     DatabaseConnectionError,
+    Health,
     InvalidConfigurationError,
+    UnexpectedCountError,
 )
 
 from .conftest import CACHED, Subject
@@ -272,7 +277,9 @@ def test_invalid_values_are_refused(subject: Subject, value: Any, data_type: str
     assert _nothing_stored(subject.store, "k")
 
 
-@pytest.mark.parametrize("key", ["", "has space", "tab\tkey", "x" * 256, "nul\x00", "\u2028", 5])
+@pytest.mark.parametrize(
+    "key", ["", "has space", "tab\tkey", "x" * 256, "nul\x00", "\u2028", 5, ["x"]]
+)
 def test_invalid_keys_are_refused_by_every_operation(subject: Subject, key: Any) -> None:
     """Every operation taking a key refuses an invalid one."""
     store = subject.store
@@ -280,7 +287,7 @@ def test_invalid_keys_are_refused_by_every_operation(subject: Subject, key: Any)
     attempts = [
         lambda: store.set(key, 1, updated_by="a"),
         lambda: store.set_default(key, 1, updated_by="a"),
-        lambda: store.set_many({key: 1}, updated_by="a"),
+        lambda: store.set_many([ConfigItem(key, 1)], updated_by="a"),
         lambda: store.get(key),
         lambda: store.get_entry(key),
         lambda: store.get_many([key]),
@@ -289,6 +296,7 @@ def test_invalid_keys_are_refused_by_every_operation(subject: Subject, key: Any)
         lambda: store.get_at(key, when),
         lambda: store.rollback(key, to_version=1, updated_by="a"),
         lambda: store.list(after=key),
+        lambda: store.delete_many([key], deleted_by="a"),
     ]
     for attempt in attempts:
         with pytest.raises(InvalidConfigurationError):
@@ -347,6 +355,25 @@ def test_other_bad_arguments_are_refused(subject: Subject) -> None:
         lambda: store.set_many([ConfigItem("a", 1), ConfigItem("a", 2)], updated_by="a"),
         lambda: store.set_many([("a", 1)], updated_by="a"),
         lambda: store.set_many({f"k{i}": i for i in range(1001)}, updated_by="a"),
+        # Wrong types and out-of-range numbers (a bigint holds at most 2**63 - 1).
+        lambda: store.history("k", before_version=2**70),
+        lambda: store.set("k", 2, updated_by="a", expected_version=2**63),
+        lambda: store.delete("k", deleted_by="a", expected_version=2**64),
+        lambda: store.rollback("k", to_version=2**63, updated_by="a"),
+        lambda: store.get_many(5),  # type: ignore[arg-type]
+        lambda: store.set_many(None, updated_by="a"),  # type: ignore[arg-type]
+        lambda: store.set_many("ab", updated_by="a"),  # type: ignore[arg-type]
+        lambda: store.delete_many("k", deleted_by="a"),
+        lambda: store.delete_many(5, deleted_by="a"),  # type: ignore[arg-type]
+        lambda: store.delete_many(["k"], deleted_by="a", expected_count=-1),
+        lambda: store.delete_many(["k"], deleted_by="a", expected_count=True),
+        lambda: store.delete_many([f"k{i}" for i in range(1001)], deleted_by="a"),
+        lambda: store.delete_prefix("", deleted_by="a"),
+        lambda: store.delete_prefix(5, deleted_by="a"),  # type: ignore[arg-type]
+        lambda: store.delete_prefix("k", deleted_by=""),
+        lambda: store.register_defaults(5),  # type: ignore[attr-defined]
+        lambda: store.register_defaults({"bad key": 1}),  # type: ignore[attr-defined]
+        lambda: store.register_defaults({"k": float("nan")}),  # type: ignore[attr-defined]
     ]
     accepted = [number for number, attempt in enumerate(attempts) if not _refused(attempt)]
     assert accepted == []
@@ -370,6 +397,170 @@ def test_error_messages_are_the_same_everywhere(subject: Subject) -> None:
         with pytest.raises(InvalidConfigurationError) as info:
             attempt()
         assert str(info.value) == message
+
+
+# -- bulk deletes ------------------------------------------------------------------------------
+
+
+def test_delete_many_is_all_or_nothing_in_one_revision(subject: Subject) -> None:
+    """delete_many removes the existing keys among those given, in one revision."""
+    store = subject.store
+    store.set_many({"a.1": 1, "a.2": 2, "b": 3}, updated_by="t")
+    deleted = store.delete_many(["a.2", "missing", "a.1", "a.2"], deleted_by="ops", reason="gone")
+    assert deleted == ["a.1", "a.2"]
+    assert store.get_many(["a.1", "a.2", "b"]) == {"b": 3}
+    assert store.get("a.1") is None
+    latest = [store.history(key)[0] for key in ("a.1", "a.2")]
+    assert [(r.operation, r.version, r.changed_by, r.change_reason) for r in latest] == [
+        ("delete", 2, "ops", "gone"),
+        ("delete", 2, "ops", "gone"),
+    ]
+    assert latest[0].revision == latest[1].revision
+    assert store.delete_many([], deleted_by="ops") == []
+    assert store.delete_many(["missing"], deleted_by="ops") == []
+
+
+def test_a_bulk_delete_with_the_wrong_expected_count_deletes_nothing(subject: Subject) -> None:
+    """expected_count guards both bulk deletes: a different number of keys found deletes none."""
+    store = subject.store
+    store.set_many({"p.a": 1, "p.b": 2}, updated_by="t")
+    with pytest.raises(UnexpectedCountError) as many:
+        store.delete_many(["p.a", "p.b", "p.c"], deleted_by="ops", expected_count=3)
+    assert (many.value.expected_count, many.value.found_count) == (3, 2)
+    with pytest.raises(UnexpectedCountError) as prefix:
+        store.delete_prefix("p.", deleted_by="ops", expected_count=1)
+    assert isinstance(prefix.value, ConflictError)
+    assert (prefix.value.expected_count, prefix.value.found_count) == (1, 2)
+    assert store.get_many(["p.a", "p.b"]) == {"p.a": 1, "p.b": 2}
+    assert [r.version for r in store.history("p.a")] == [1]
+    assert store.delete_prefix("p.", deleted_by="ops", expected_count=2) == ["p.a", "p.b"]
+    assert store.delete_many(["p.a"], deleted_by="ops", expected_count=0) == []
+
+
+def test_delete_prefix_takes_the_prefix_literally(subject: Subject) -> None:
+    """delete_prefix deletes exactly the keys starting with the prefix (no wildcards), in order."""
+    store = subject.store
+    keys = {"svc.b": 1, "svc.a": 2, "svc%x": 3, "svc_x": 4, "svcx": 5, "other.svc.a": 6}
+    store.set_many(keys, updated_by="t")
+    assert store.delete_prefix("svc.", deleted_by="ops") == ["svc.a", "svc.b"]
+    assert store.delete_prefix("svc%", deleted_by="ops") == ["svc%x"]
+    assert store.delete_prefix("nothing.", deleted_by="ops") == []
+    assert sorted(e.key for e in store.list()) == ["other.svc.a", "svc_x", "svcx"]
+    revisions = {store.history(key)[0].revision for key in ("svc.a", "svc.b")}
+    assert len(revisions) == 1
+
+
+def test_deleted_keys_read_as_absent_at_once(subject: Subject) -> None:
+    """A store's own bulk delete is visible to its very next read (caches included)."""
+    store = subject.store
+    store.set_many({"r.a": 1, "r.b": 2}, updated_by="t")
+    assert store.get_many(["r.a", "r.b"]) == {"r.a": 1, "r.b": 2}  # cached now, where there is one
+    store.delete_many(["r.a"], deleted_by="ops")
+    assert store.get("r.a") is None
+    store.delete_prefix("r.", deleted_by="ops")
+    assert store.get_entry("r.b") is None
+    assert store.get_many(["r.a", "r.b"]) == {}
+
+
+# -- defaults, the change feed, health ---------------------------------------------------------
+
+
+def test_registered_defaults_answer_absent_keys(subject: Subject) -> None:
+    """A registered default answers get() of an absent key; a stored or explicit value wins."""
+    store: Any = subject.store
+    store.register_defaults({"d.tone": "friendly", "d.limit": 10})
+    store.set("d.limit", 20, updated_by="t")
+    assert store.get("d.tone") == "friendly"
+    assert store.get("d.tone", "explicit") == "explicit"
+    assert store.get("d.tone", None) is None
+    assert store.get("d.limit") == 20
+    assert store.get("d.other") is None
+    assert store.get_entry("d.tone") is None  # a default is not stored
+
+
+def test_ensure_defaults_writes_only_the_missing_ones(subject: Subject) -> None:
+    """ensure_defaults stores each registered default whose key is absent, and keeps the others."""
+    store: Any = subject.store
+    store.set("e.limit", 20, updated_by="ops")
+    store.register_defaults({"e.tone": "friendly", "e.limit": 10})
+    entries = store.ensure_defaults(updated_by="svc")
+    assert {(e.key, e.value, e.updated_by) for e in entries} == {
+        ("e.tone", "friendly", "svc"),
+        ("e.limit", 20, "ops"),
+    }
+    assert store.get_entry("e.tone").version == 1
+    again = store.ensure_defaults(updated_by="svc")  # nothing more to write
+    assert {(e.key, e.version) for e in again} == {("e.tone", 1), ("e.limit", 1)}
+
+
+def test_watch_delivers_each_committed_change_under_its_prefix(subject: Subject) -> None:
+    """watch() yields the changes committed after it started, in order, for its prefix only."""
+    store: Any = subject.store
+    with store.watch("w.") as changes:
+        store.set("w.a", 1, updated_by="t")
+        store.set("other", 1, updated_by="t")
+        store.set_many({"w.b": 2, "w.c": 3}, updated_by="t")
+        store.delete("w.a", deleted_by="t")
+        got = [changes.next(timeout=10) for _ in range(4)]
+        assert changes.next(timeout=0.3) is None
+    assert [(c.key, c.version, c.operation, c.changed_by) for c in got] == [
+        ("w.a", 1, "insert", "t"),
+        ("w.b", 1, "insert", "t"),
+        ("w.c", 1, "insert", "t"),
+        ("w.a", 2, "delete", "t"),
+    ]
+    assert got[1].revision == got[2].revision != got[0].revision
+
+
+def test_a_rolled_back_transaction_announces_nothing(subject: Subject) -> None:
+    """Only committed changes reach watchers."""
+    store: Any = subject.store
+    with store.watch() as changes:
+        with pytest.raises(RuntimeError), subject.transaction() as tx:  # noqa: PT012
+            tx.set("t.a", 1, updated_by="t")
+            raise RuntimeError("roll back")
+        store.set("t.b", 1, updated_by="t")
+        assert [changes.next(timeout=10).key] == ["t.b"]
+        assert changes.next(timeout=0.3) is None
+
+
+def test_subscribe_calls_back_until_closed(subject: Subject) -> None:
+    """subscribe() calls the callback for each change under its prefix; close() stops it."""
+    store: Any = subject.store
+    seen: list[tuple[str, int]] = []
+    arrived = threading.Event()
+
+    def callback(change: ConfigChange) -> None:
+        seen.append((change.key, change.version))
+        arrived.set()
+
+    subscription = store.subscribe(callback, prefix="s.")
+    store.set("other", 1, updated_by="t")
+    store.set("s.a", 1, updated_by="t")
+    assert arrived.wait(10)
+    subscription.close()
+    store.set("s.a", 2, updated_by="t")
+    with store.watch("s.") as changes:  # a later change, seen by a watcher…
+        store.set("s.a", 3, updated_by="t")
+        assert changes.next(timeout=10) is not None
+    assert seen == [("s.a", 1)]  # …but not by the closed subscription
+
+
+def test_health_reports_a_reachable_current_store(subject: Subject) -> None:
+    """health() says the store is reachable and its schema current, with the feed's state."""
+    store: Any = subject.store
+    report = store.health()
+    assert isinstance(report, Health)
+    assert report.reachable
+    assert report.schema_up_to_date
+    assert report.error is None
+    assert report.server_version
+    assert report.latency_ms >= 0
+    if subject.name in CACHED:
+        assert report.listener_connected is True
+        assert report.cache_size is not None
+    else:
+        assert report.cache_size is None
 
 
 # -- versions and history ---------------------------------------------------------------------

@@ -224,6 +224,63 @@ def test_delete_then_delete_again_is_not_found(cli: CLI) -> None:
     assert cli("get", "amira.d").code == 1
 
 
+def test_delete_prefix_dry_run_lists_and_deletes_nothing(cli: CLI, dsn: str) -> None:
+    """delete --prefix --dry-run prints every key it would delete, and deletes none."""
+    with ConfigDAL(dsn) as dal:
+        dal.set_many({"svc.a": 1, "svc.b": 2, "svcx": 3}, updated_by="t")
+        dry = cli("delete", "--prefix", "svc.", "--by", "ops", "--dry-run")
+        assert dry.code == 0, dry.stderr
+        assert dry.stdout.split("\n")[:2] == ["would delete svc.a", "would delete svc.b"]
+        assert "svcx" not in dry.stdout
+        assert sorted(e.key for e in dal.list()) == ["svc.a", "svc.b", "svcx"]
+
+
+def test_delete_prefix_deletes_all_in_one_revision(cli: CLI, dsn: str) -> None:
+    """delete --prefix removes every key under the prefix at once and prints each one."""
+    with ConfigDAL(dsn) as dal:
+        dal.set_many({"svc.a": 1, "svc.b": 2, "svcx": 3}, updated_by="t")
+        done = cli("delete", "--prefix", "svc.", "--by", "ops", "--reason", "retired", "--json")
+        assert done.code == 0, done.stderr
+        assert done.json() == {"prefix": "svc.", "deleted": ["svc.a", "svc.b"], "count": 2}
+        assert [e.key for e in dal.list()] == ["svcx"]
+        revisions = {dal.history(key)[0].revision for key in ("svc.a", "svc.b")}
+        assert len(revisions) == 1
+        assert dal.history("svc.a")[0].change_reason == "retired"
+        assert cli("delete", "--prefix", "svc.", "--by", "ops").code == 1  # nothing left
+
+
+def test_delete_prefix_above_100_keys_needs_yes(cli: CLI, dsn: str) -> None:
+    """More than 100 keys under the prefix: refused (exit 2, nothing deleted) without --yes."""
+    with ConfigDAL(dsn) as dal:
+        dal.set_many({f"bulk.{i:03d}": i for i in range(101)}, updated_by="t")
+        refused = cli("delete", "--prefix", "bulk.", "--by", "ops")
+        assert refused.code == 2
+        assert "101 keys" in refused.stderr
+        assert "--yes" in refused.stderr
+        assert len(dal.list("bulk.", limit=1000)) == 101
+        done = cli("delete", "--prefix", "bulk.", "--by", "ops", "--yes")
+        assert done.code == 0, done.stderr
+        assert dal.list("bulk.") == []
+        exactly = cli("delete", "--prefix", "few.", "--by", "ops")  # nothing there: not found
+        assert exactly.code == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("delete", "--prefix", "", "--by", "ops"),
+        ("delete", "k", "--prefix", "p.", "--by", "ops"),
+        ("delete", "--prefix", "p.", "--expect-version", "1", "--by", "ops"),
+        ("delete", "--by", "ops"),
+        ("delete", "k", "--yes", "--by", "ops"),
+    ],
+)
+def test_delete_usage_errors_exit_2(cli: CLI, args: tuple[str, ...]) -> None:
+    """An empty prefix, KEY with --prefix, and other contradictions are usage errors."""
+    result = cli(*args)
+    assert result.code == 2, result.stderr
+
+
 def test_list_reads_every_page(cli: CLI, dsn: str) -> None:
     """list gives all entries (past the 1000-row page), in key order; table columns align."""
     with ConfigDAL(dsn) as dal:

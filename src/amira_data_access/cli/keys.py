@@ -12,7 +12,9 @@ from .context import PAGE, Context, Outcome, Subcommands, writer_options
 from .output import compact_value, entry_to_json, iso, render_entry, render_table
 from .values import NotFoundError, UsageError, parse_value, strip_final_newline
 
-__all__ = ["add_commands", "all_entries"]
+__all__ = ["CONFIRM_ABOVE", "add_commands", "all_entries"]
+
+CONFIRM_ABOVE = 100  # delete --prefix asks for --yes above this many keys
 
 
 def add_commands(commands: Subcommands) -> None:
@@ -34,8 +36,21 @@ def add_commands(commands: Subcommands) -> None:
     writer_options(set_)
     set_.set_defaults(run=cmd_set)
 
-    delete = commands.add_parser("delete", help="delete a key (its history stays)")
-    delete.add_argument("key", metavar="KEY")
+    delete = commands.add_parser(
+        "delete", help="delete a key, or every key under a prefix (their history stays)"
+    )
+    delete.add_argument("key", nargs="?", metavar="KEY")
+    delete.add_argument(
+        "--prefix", metavar="P", help="delete every key starting with P (all or nothing)"
+    )
+    delete.add_argument(
+        "--yes",
+        action="store_true",
+        help=f"confirm deleting more than {CONFIRM_ABOVE} keys with --prefix",
+    )
+    delete.add_argument(
+        "--dry-run", action="store_true", help="print what would be deleted, delete nothing"
+    )
     writer_options(delete)
     delete.set_defaults(run=cmd_delete)
 
@@ -123,11 +138,53 @@ def cmd_set(ctx: Context) -> Outcome:
 
 
 def cmd_delete(ctx: Context) -> Outcome:
-    """``delete KEY``: remove a key (its history stays)."""
+    """``delete KEY`` or ``delete --prefix P``: remove keys (their history stays)."""
     args = ctx.args
+    if args.prefix is not None:
+        return _delete_prefix(ctx)
+    if args.key is None:
+        raise UsageError("give the KEY to delete, or --prefix P")
+    if args.yes:
+        raise UsageError("--yes confirms a --prefix delete; one KEY needs no confirmation")
+    if args.dry_run:
+        entry = ctx.dal().get_entry(args.key)
+        if entry is None:
+            raise NotFoundError(f"{args.key!r} not found")
+        return Outcome({"key": args.key, "would_delete": [args.key]}, f"would delete {args.key}")
     deleted = ctx.dal().delete(
         args.key, deleted_by=args.by, reason=args.reason, expected_version=args.expect_version
     )
     if not deleted:
         raise NotFoundError(f"{args.key!r} not found")
     return Outcome({"key": args.key, "deleted": True}, f"deleted {args.key}")
+
+
+def _delete_prefix(ctx: Context) -> Outcome:
+    """Every key under the prefix, in one statement, exactly as many as were listed."""
+    args = ctx.args
+    prefix: str = args.prefix
+    if args.key is not None:
+        raise UsageError("give either KEY or --prefix, not both")
+    if not prefix:
+        raise UsageError("--prefix must not be empty (that would delete every key)")
+    if args.expect_version is not None:
+        raise UsageError("--expect-version applies to one KEY, not to --prefix")
+    dal = ctx.dal()
+    keys = [entry.key for entry in all_entries(dal, prefix)]
+    if args.dry_run:
+        text = "\n".join(f"would delete {key}" for key in keys) or f"no key starts with {prefix!r}"
+        return Outcome({"prefix": prefix, "would_delete": keys, "count": len(keys)}, text)
+    if not keys:
+        raise NotFoundError(f"no key starts with {prefix!r}")
+    if len(keys) > CONFIRM_ABOVE and not args.yes:
+        raise UsageError(
+            f"{len(keys)} keys start with {prefix!r}: add --yes to delete more than "
+            f"{CONFIRM_ABOVE} at once (--dry-run lists them)"
+        )
+    # The count seen is the guard: if keys came or went since they were listed,
+    # nothing is deleted (exit 3) rather than something other than what was shown.
+    deleted = dal.delete_prefix(
+        prefix, deleted_by=args.by, reason=args.reason, expected_count=len(keys)
+    )
+    text = "\n".join(f"deleted {key}" for key in deleted)
+    return Outcome({"prefix": prefix, "deleted": deleted, "count": len(deleted)}, text)
