@@ -30,11 +30,16 @@ SELECT key, value, data_type, description, version, created_at, updated_at, upda
   FROM amira_config.configurations
  WHERE key = ANY(:keys);
 
--- name: list_configurations(prefix, after, limit)
+-- name: list_configurations(prefix, prefix_end, after, limit)
 -- Keys starting with :prefix, after the key :after (keyset pagination), in key order.
+-- :prefix_end is the first string after every key with the prefix: with both
+-- bounds the index range is bounded under a generic plan too (psycopg prepares a
+-- statement after 5 runs, and a generic plan cannot read the prefix's end out of
+-- starts_with(): it scanned from the prefix to the end of the table).
 SELECT key, value, data_type, description, version, created_at, updated_at, updated_by
   FROM amira_config.configurations
  WHERE key >= :prefix
+   AND key < :prefix_end
    AND starts_with(key, :prefix)
    AND key > COALESCE(:after, '')
  ORDER BY key
@@ -194,8 +199,9 @@ SELECT existing.key, deleted.key IS NOT NULL
   LEFT JOIN deleted ON deleted.key = existing.key
  ORDER BY existing.key;
 
--- name: delete_configurations_by_prefix(prefix, deleted_by, reason, expected_count)
--- Remove every key starting with :prefix, as delete_configurations does for a list.
+-- name: delete_configurations_by_prefix(prefix, prefix_end, deleted_by, reason, expected_count)
+-- Remove every key starting with :prefix, as delete_configurations does for a list
+-- (:prefix_end bounds the index range, as in list_configurations).
 WITH context AS (
     SELECT set_config('amira_config.actor', :deleted_by, true),
            set_config('amira_config.reason', COALESCE(:reason, ''), true)
@@ -203,6 +209,7 @@ WITH context AS (
     SELECT key
       FROM amira_config.configurations
      WHERE key >= :prefix
+       AND key < :prefix_end
        AND starts_with(key, :prefix)
      ORDER BY key
        FOR UPDATE

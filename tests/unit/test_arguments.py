@@ -13,6 +13,7 @@ from amira_data_access.core import operations as ops
 from amira_data_access.core.arguments import (
     MAX_LIST_LIMIT,
     list_params,
+    prefix_end,
     write_params,
 )
 from amira_data_access.core.running import Context
@@ -139,8 +140,34 @@ def test_delete_refuses_bad_actor(actor: Any) -> None:
     [("", None, 1), ("app.", "app.a", 100), ("a b", None, MAX_LIST_LIMIT)],
 )
 def test_list_params_valid(prefix: str, after: str | None, limit: int) -> None:
-    """Valid listing arguments are returned as the query parameters."""
-    assert list_params(prefix, after, limit) == {"prefix": prefix, "after": after, "limit": limit}
+    """Valid listing arguments are returned as the query parameters, with the prefix's end."""
+    assert list_params(prefix, after, limit) == {
+        "prefix": prefix,
+        "prefix_end": prefix_end(prefix),
+        "after": after,
+        "limit": limit,
+    }
+
+
+@pytest.mark.parametrize(
+    ("prefix", "end"),
+    [
+        ("amira.", "amira/"),
+        ("a", "b"),
+        ("a\U0010ffff", "b"),  # the last code point carries over
+        ("x\ud7ff", "x\ue000"),  # surrogates are skipped: no text holds one
+        ("é", "ê"),
+    ],
+)
+def test_prefix_end_is_the_first_string_after_the_prefix(prefix: str, end: str) -> None:
+    """Every key with the prefix sorts before prefix_end; prefix_end itself does not start so."""
+    assert prefix_end(prefix) == end
+
+
+def test_the_empty_prefix_ends_after_every_key() -> None:
+    """No key (255 characters at most, each at most U+10FFFF) reaches the end of ''."""
+    assert prefix_end("") > "\U0010ffff" * 255
+
 
 
 def test_max_list_limit_is_1000() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from amira_data_access.entries import ConfigChange, ConfigEntry
-from amira_data_access.feed.cache_state import FORGET, MISS, ConfigCache
+from amira_data_access.feed.cache_state import ABSENT, FORGET, MISS, ConfigCache
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -34,7 +34,7 @@ def test_fill_and_absent_keys() -> None:
     cache.fill("k", _entry("k", 5, 1), cache.generation("k"))
     cache.fill("gone", None, cache.generation("gone"))
     assert cache.value("k") == 5
-    assert cache.value("gone") is None
+    assert cache.value("gone") is ABSENT
     assert cache.entry("gone") is None
     assert cache.value("never") is MISS
 
@@ -91,3 +91,27 @@ def test_an_own_write_older_than_an_announced_change_is_not_stored() -> None:
     assert cache.value("k") is MISS
     cache.written("k", _entry("k", "newer", 4))
     assert cache.value("k") == "newer"
+
+
+def test_entries_come_back_whole_and_equal() -> None:
+    """What was stored comes back as an equal ConfigEntry, containers included."""
+    cache = ConfigCache()
+    for key, value in [("s", "text"), ("j", {"a": [1, 2.5, None, "x"], "b": {"c": True}})]:
+        entry = _entry(key, value, 4)
+        cache.written(key, entry)
+        assert cache.entry(key) == entry
+        assert cache.value(key) == value
+        assert type(cache.value(key)) is type(value)
+
+
+def test_cached_rows_share_repeated_text() -> None:
+    """The data type and the actor are stored once, not once per key (memory per key)."""
+    cache = ConfigCache()
+    for key in ("a", "b"):
+        actor = "".join(["svc-", "chat"])  # a new str object each time, as rows bring them
+        cache.written(key, ConfigEntry(key, 1, "".join(["i", "nt"]), None, 1, NOW, NOW, actor))  # type: ignore[arg-type]
+    first, second = cache.entry("a"), cache.entry("b")
+    assert isinstance(first, ConfigEntry)
+    assert isinstance(second, ConfigEntry)
+    assert first.updated_by is second.updated_by
+    assert first.data_type is second.data_type

@@ -230,11 +230,22 @@ class TwinStatements:
         return [_entry(key, rows[key]) for key in keys if key in rows]
 
     def list_configurations(
-        self, session: Session, /, *, prefix: str, after: str | None, limit: int
+        self,
+        session: Session,
+        /,
+        *,
+        prefix: str,
+        prefix_end: str,
+        after: str | None,
+        limit: int,
     ) -> list[EntryRow]:
         rows = session.tables.rows
         # Python orders str by code point, which is UTF-8 byte order: COLLATE "C".
-        keys = sorted(k for k in rows if k.startswith(prefix) and k > (after or ""))
+        keys = sorted(
+            k
+            for k in rows
+            if prefix <= k < prefix_end and k.startswith(prefix) and k > (after or "")
+        )
         return [_entry(key, rows[key]) for key in keys[:limit]]
 
     def list_history(
@@ -393,11 +404,16 @@ class TwinStatements:
         /,
         *,
         prefix: str,
+        prefix_end: str,
         deleted_by: str,
         reason: str | None,
         expected_count: int | None,
     ) -> list[DeletedKeyRow]:
-        existing = sorted(key for key in session.tables.rows if key.startswith(prefix))
+        existing = sorted(
+            key
+            for key in session.tables.rows
+            if prefix <= key < prefix_end and key.startswith(prefix)
+        )
         return _remove_all(session, existing, deleted_by, reason, expected_count)
 
     def rollback_configuration(

@@ -32,6 +32,7 @@ __all__ = [
     "batch_items",
     "key_list",
     "list_params",
+    "prefix_end",
     "validate_count",
     "validate_instant",
     "validate_limit",
@@ -86,7 +87,31 @@ def list_params(prefix: str, after: str | None, limit: int) -> dict[str, Any]:
     if after is not None:
         validate_key(after)
     validate_limit(limit, MAX_LIST_LIMIT)
-    return {"prefix": prefix, "after": after, "limit": limit}
+    return {"prefix": prefix, "prefix_end": prefix_end(prefix), "after": after, "limit": limit}
+
+
+_LAST_CODE_POINT: Final = 0x10FFFF
+_SURROGATES: Final = range(0xD800, 0xE000)
+# Greater than every key (at most 255 characters, each at most U+10FFFF), in the
+# code point order that COLLATE "C" (UTF-8 byte order) gives the keys.
+_AFTER_EVERY_KEY: Final = chr(_LAST_CODE_POINT) * 256
+
+
+def prefix_end(prefix: str) -> str:
+    """The first string, in key order, after every string starting with ``prefix``.
+
+    ``"amira."`` -> ``"amira/"``; a prefix ending in U+10FFFF carries over, and
+    the empty prefix (every key) gives a string greater than any key.
+    """
+    head = prefix
+    while head:
+        last = ord(head[-1]) + 1
+        if last in _SURROGATES:  # no text holds a lone surrogate: skip them
+            last = _SURROGATES.stop
+        if last <= _LAST_CODE_POINT:
+            return head[:-1] + chr(last)
+        head = head[:-1]
+    return _AFTER_EVERY_KEY
 
 
 def validate_version(value: object, name: str, *, minimum: int) -> int:

@@ -32,6 +32,7 @@ from .arguments import (
     batch_items,
     key_list,
     list_params,
+    prefix_end,
     validate_count,
     validate_instant,
     validate_limit,
@@ -379,6 +380,7 @@ def delete_prefix(
         rows = yield from op.sql(
             Q.delete_configurations_by_prefix,
             prefix=prefix,
+            prefix_end=prefix_end(prefix),
             deleted_by=deleted_by,
             reason=validate_reason(reason),
             expected_count=validate_count(expected_count),

@@ -200,7 +200,7 @@ class Operation:
     ) -> Generator[Step, Any, R]:
         """:meth:`sql` for a write this operation can safely send again after a lost
         connection, because its result reads the same whether or not the first try committed."""
-        return self._send(dataclasses.replace(statement(query, *args, **params), resend_safe=True))
+        return self._send(statement(query, *args, **params)._replace(resend_safe=True))
 
     def _send(self, sent: Statement[R]) -> Generator[Step, Any, R]:
         policy = self._context.retry

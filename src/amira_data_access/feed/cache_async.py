@@ -42,7 +42,7 @@ from ..dal_async import AsyncConfigDAL, AsyncConfigTransaction
 from ..entries import ConfigEntry, Health
 from ..errors import DatabaseConnectionError, InvalidConfigurationError
 from ..logging import get_logger
-from .cache_state import FORGET, MISS, ConfigCache
+from .cache_state import ABSENT, FORGET, MISS, ConfigCache
 from .streams import Subscription
 
 __all__ = ["AsyncCachedConfigDAL"]
@@ -124,9 +124,9 @@ class AsyncCachedConfigDAL(AsyncConfigDAL):
                 value = self._cache.value(key)
             except TypeError:  # unhashable: not a key, which the operation below refuses
                 value = MISS
+            if value is ABSENT:
+                return self._default_for(key, default)
             if value is not MISS:
-                if value is None and self._cache.entry(key) is None:
-                    return self._default_for(key, default)  # known absent
                 return value
         try:
             entry = await self._read_entry(key)
@@ -164,7 +164,7 @@ class AsyncCachedConfigDAL(AsyncConfigDAL):
             value = self._cache.value(key) if live else MISS
             if value is MISS:
                 missing.append(key)
-            elif value is not None or self._cache.entry(key) is not None:
+            elif value is not ABSENT:
                 found[key] = value
         if missing:
             found.update(await self._read_many(missing))
