@@ -38,7 +38,7 @@ from .backends.postgres import (
     tuple_rows,
     write_slots,
 )
-from .backends.reachability import Reachability
+from .backends.reachability import Reachability, is_connection_failure
 from .codec import validate_actor, validate_prefix
 from .core import operations as ops
 from .core.arguments import write_params
@@ -52,6 +52,7 @@ from .errors import (
     DatabaseConnectionError,
     DatabaseTimeoutError,
     InvalidConfigurationError,
+    OutcomeUnknownError,
     first_line,
     scrub,
 )
@@ -613,11 +614,20 @@ class ConfigDAL(_Store):
         with self._context.operation("config.transaction", level="info"):
             self._reachability.check()
             self._take_write_slot()  # a transaction holds its connection throughout
+            committing = False
             try:
                 with self._pool.connection() as conn, conn.transaction():
                     yield ConfigTransaction(conn, self._queries, context)
+                    committing = True  # leaving this block sends COMMIT
             except psycopg.Error as exc:
                 in_thread(self._reachability.failed, exc)
+                if committing and is_connection_failure(exc):
+                    detail = scrub(first_line(exc), self._context.secrets)
+                    raise OutcomeUnknownError(
+                        "config.transaction: the connection was lost while committing, so the "
+                        "transaction may or may not have been applied (outcome unknown): read "
+                        f"its keys back before trying again ({detail})"
+                    ) from exc
                 raise
             finally:
                 self._write_slots.release()
