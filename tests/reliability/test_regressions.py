@@ -802,7 +802,7 @@ def test_migrators_started_together_apply_each_file_once(
     migration files are applied once each between them, one schema_migrations row per file,
     and the result works."""
     started = time.monotonic()
-    processes, rounds = 6, scaled(2, 10)
+    processes, rounds = 6, scaled(1, 10)
     files = sorted(path.name for path in sql_dir("migrations").glob("*.sql"))
     applied_total = failed = 0
     problems: list[str] = []
