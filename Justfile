@@ -27,6 +27,12 @@ demo: setup
 test *args: setup
     {{py}} -m pytest {{args}}
 
+# More restarts, kills and racing processes than CI runs (AMIRA_CONFIG_SOAK=1). `-s` shows
+# one line of figures per scenario; AMIRA_CONFIG_RELIABILITY_REPORT=FILE appends them as JSON.
+# the fault tests (tests/reliability) in their long versions, e.g. `just soak -k regressions -s`
+soak *args: setup
+    AMIRA_CONFIG_SOAK=1 {{py}} -m pytest tests/reliability {{args}}
+
 # benchmarks on a durable throwaway PostgreSQL; writes benchmarks/RESULTS.md (`just bench --help`)
 # (also installs the `bench` extra: asyncpg and redis-py, the clients compared with)
 bench *args: setup

@@ -28,13 +28,22 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self, get_args
 
 from psycopg.conninfo import make_conninfo
 
-__all__ = ["LocalPostgres", "PostgresBinaries", "PostgresUnavailableError", "find_binaries"]
+__all__ = [
+    "LocalPostgres",
+    "PostgresBinaries",
+    "PostgresUnavailableError",
+    "StopMode",
+    "find_binaries",
+]
 
 SUPERUSER = "amira"
+
+StopMode = Literal["smart", "fast", "immediate"]
+_STOP_MODES: tuple[str, ...] = get_args(StopMode)
 
 
 class PostgresUnavailableError(RuntimeError):
@@ -200,10 +209,18 @@ class LocalPostgres:
         self._give(settings)
         self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.log_file))
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown) if it is running."""
+    def stop(self, *, mode: StopMode = "fast") -> None:
+        """Stop the server if it is running, with ``pg_ctl stop -m mode``.
+
+        ``fast`` (the default) rolls back open transactions and shuts down cleanly;
+        ``immediate`` kills the server like a crash, so the next start recovers from
+        the WAL (what the fault tests use to check nothing acknowledged is lost);
+        ``smart`` waits for every session to end.
+        """
+        if mode not in _STOP_MODES:
+            raise ValueError(f"mode must be one of {', '.join(_STOP_MODES)}, not {mode!r}")
         if self.initialized and self.is_running():
-            self._pg_ctl("stop", "-m", "fast", "-w", "-t", "60")
+            self._pg_ctl("stop", "-m", mode, "-w", "-t", "60")
 
     def destroy(self) -> None:
         """Stop the server and delete the whole folder."""
