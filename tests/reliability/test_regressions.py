@@ -859,19 +859,11 @@ def test_migrators_started_together_apply_each_file_once(
     assert applied_total == rounds * len(files)
 
 
-# -- found while writing these: a transaction's lost COMMIT -----------------------------
+# -- found while writing these (fixed): a transaction's lost COMMIT -----------------------
 
 COMMIT_GATE = 4243  # an advisory lock the test holds to keep a COMMIT waiting
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="defect: a transaction() whose COMMIT is cut off raises DatabaseConnectionError "
-    "('database unavailable'), though it may have committed (set_many in the same case says "
-    "OutcomeUnknownError); through a proxy dropping the reply, a committed transaction was "
-    "reported that way",
-)
 def test_a_transaction_whose_commit_is_cut_off_says_its_outcome_is_unknown(dsn: str) -> None:
     """The session is terminated while its COMMIT runs (a deferred trigger waits on a lock
     the test holds): the caller cannot know whether it committed, and must be told so."""
