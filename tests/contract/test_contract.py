@@ -618,11 +618,10 @@ def test_history_of_a_write_matches_the_entry(subject: Subject) -> None:
         entry.value,
         entry.data_type,
     )
-    assert (latest.description, latest.changed_by, latest.changed_at) == (
-        "d",
-        "ops",
-        entry.updated_at,
-    )
+    assert (latest.description, latest.changed_by) == ("d", "ops")
+    # updated_at is when the write was made (its transaction's start), changed_at when it
+    # committed: the same write, the commit no earlier.
+    assert latest.changed_at >= entry.updated_at
 
 
 # -- rollback ---------------------------------------------------------------------------------
@@ -672,6 +671,44 @@ def test_rollback_to_a_missing_or_deletion_version_is_refused(
     assert len(store.history("k")) == 2
     with pytest.raises(InvalidConfigurationError, match="no version 1"):
         store.rollback("never", to_version=1, updated_by="ops")
+
+
+# -- revisions: commit order, no gaps, resumable ----------------------------------------------
+
+
+def test_a_rolled_back_transaction_or_failed_write_leaves_no_gap(subject: Subject) -> None:
+    """Revisions go up by one per committed change set: what did not commit took none."""
+    store = subject.store
+    store.set("g.a", 1, updated_by="t")
+    before = store.history("g.a")[0].revision
+    with pytest.raises(RuntimeError), subject.transaction() as tx:  # noqa: PT012
+        tx.set("g.b", 1, updated_by="t")
+        tx.delete("g.a", deleted_by="t")
+        raise RuntimeError("roll back")
+    with pytest.raises(InvalidConfigurationError, match="stored data_type"):
+        store.set("g.a", "not an int", updated_by="t")  # refused by the database itself
+    assert store.delete("g.none", deleted_by="t") is False  # nothing changed: no revision
+    with subject.transaction() as tx:
+        assert tx.get("g.a") == 1  # a transaction that only reads
+    store.set("g.c", 1, updated_by="t")
+    assert store.history("g.c")[0].revision == before + 1
+    assert [len(store.history(key)) for key in ("g.a", "g.b")] == [1, 0]
+
+
+def test_point_in_time_reads_see_a_change_from_its_commit(subject: Subject) -> None:
+    """Until a transaction commits, get_at() answers the old value, as every reader saw."""
+    store = subject.store
+    store.set("p", "old", updated_by="t")
+    with subject.transaction() as tx:
+        written = tx.set("p", "new", updated_by="t")
+        during = subject.instant()
+    after = subject.instant()
+    assert store.get_at("p", during) == "old"
+    assert store.snapshot_at(during, prefix="p") == {"p": "old"}
+    assert store.get_at("p", after) == "new"
+    committed = store.history("p")[0]
+    assert during < committed.changed_at < after
+    assert written.updated_at < during  # updated_at: when the transaction wrote it
 
 
 # -- point-in-time reads ----------------------------------------------------------------------

@@ -121,15 +121,16 @@ def _allow_connections(pg_server: TestServer, dsn: str, allowed: bool) -> None:
 def test_no_change_is_lost_when_commits_come_out_of_revision_order_around_a_reconnect(
     dal: ConfigDAL, dsn: str, pg_server: TestServer
 ) -> None:
-    """Transaction A draws a lower revision but commits after B, while the listener is away.
+    """Transaction A writes first but commits after B, while the listener is away.
 
-    A resync that asked for "revisions after the last one seen" would skip A for
-    ever; the feed compares snapshots instead and delivers it after reconnecting.
+    Had A drawn its revision when it wrote (lower than B's), a resync asking for
+    "revisions after the last one seen" would skip A for ever; revisions are given
+    at commit instead, so A's is higher than B's and it is delivered after reconnecting.
     """
     feed = dal._change_feed()
     with dal.watch() as changes:
         assert feed.wait_connected(DEADLINE)
-        with psycopg.connect(dsn) as slow:  # transaction A: revision drawn, not committed
+        with psycopg.connect(dsn) as slow:  # transaction A: written, not committed
             slow.execute(
                 "INSERT INTO amira_config.configurations (key, value, data_type, updated_by)"
                 " VALUES ('slow', '1', 'int', 'A')"
@@ -150,7 +151,7 @@ def test_no_change_is_lost_when_commits_come_out_of_revision_order_around_a_reco
         resynced = changes.next(timeout=DEADLINE)
     assert resynced is not None
     assert (resynced.key, resynced.changed_by) == ("slow", "A")
-    assert resynced.revision < fast.revision  # revision order is not commit order
+    assert resynced.revision == fast.revision + 1  # revision order is commit order
 
 
 def test_cache_serves_reads_and_sees_changes_made_elsewhere(

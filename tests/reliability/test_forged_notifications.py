@@ -103,7 +103,7 @@ def test_the_cache_sees_the_real_change_after_a_forged_notification(
             terminate_listeners(pg_server, dsn)
             eventually(lambda: not feed.connected, "the listener to notice it was cut off")
             assert cached.get(KEY) == "new"  # the feed is down: read from the database
-            writer.execute(REAL_UPDATE.replace('\\"new\\"', '\\"newer\\"'))
+            writer.execute(REAL_UPDATE.replace('"new"', '"newer"'))
         eventually(
             lambda: feed.connected and listener_pids(pg_server, dsn) - before != set(),
             "the listener to reconnect",
