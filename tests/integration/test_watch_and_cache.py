@@ -274,3 +274,19 @@ def test_async_watch_sees_changes(dsn: str) -> None:
         return [(c.key, c.version) for c in got]
 
     assert asyncio.run(scenario()) == [("w.one", 1), ("w.one", 2)]
+
+
+def test_a_resumed_watch_reads_a_long_history_by_whole_revisions(dal: ConfigDAL) -> None:
+    """More changes than one read returns (1000), in revisions that straddle the page."""
+    first = dal.set_many({f"p.{n:04}": n for n in range(600)}, updated_by="a")
+    dal.set_many({f"p.{n:04}": n for n in range(600, 1200)}, updated_by="b")
+    dal.set("p.last", 1, updated_by="c")
+    since = dal.history(first[0].key)[0].revision - 1
+    with dal.watch("p.", since_revision=since) as changes:
+        got = [changes.next(timeout=DEADLINE) for _ in range(1201)]
+        dal.set("p.live", 1, updated_by="d")
+        live = changes.next(timeout=DEADLINE)
+    assert [c.key for c in got if c] == [f"p.{n:04}" for n in range(1200)] + ["p.last"]
+    assert [c.revision for c in got if c] == [since + 1] * 600 + [since + 2] * 600 + [since + 3]
+    assert live is not None
+    assert (live.key, live.revision) == ("p.live", since + 4)
