@@ -47,6 +47,7 @@ def change_line(change: Any, style: Style) -> str:
     key = getattr(change, "key", "?")
     version = getattr(change, "version", None)
     by = getattr(change, "changed_by", None)
+    revision = getattr(change, "revision", None)  # what --since takes to resume after it
     shown = ""
     if hasattr(change, "value") and operation != "delete":  # the event may carry no value
         shown = compact_value(change.value, getattr(change, "data_type", None) or "json")
@@ -56,6 +57,7 @@ def change_line(change: Any, style: Style) -> str:
         str(key),
         f"v{version}" if version is not None else "",
         f"by {by}" if by else "",
+        f"(revision {revision})" if revision is not None else "",
         shown,
     ]
     return " ".join(part for part in parts if part)

@@ -238,6 +238,8 @@ class ChangeFeed:
         """Hand ``subscription`` the history after its since_revision, up to ``until``."""
         since = subscription.since_revision
         assert since is not None
+        if since >= until:
+            return  # nothing in the history yet: the live changes are all it needs
         for page in _pages_after(conn, queries, since, until):
             for change in page:
                 subscription.deliver(change)
