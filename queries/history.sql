@@ -1,5 +1,11 @@
 -- Named queries on amira_config.configuration_history, the append-only record of
 -- every change (written by the triggers of migrations/0002, never by the library).
+--
+-- Since migrations/0006 each row's revision and changed_at are given when its
+-- transaction commits, one commit after the other: revisions in commit order,
+-- changed_at never decreasing with them. Per key, version order is commit order
+-- too (a key's writers wait for each other's row lock), so "the highest version
+-- with changed_at <= :at" is the last commit before :at, read on the primary key.
 
 -- name: list_history(key, before_version, limit)
 -- A key's changes, newest first, optionally only those older than :before_version.
@@ -12,7 +18,7 @@ SELECT revision, key, version, operation, value, data_type, description,
  LIMIT :limit;
 
 -- name: get_value_at(key, at)^
--- The last change of a key made at or before :at: (operation, value, data_type), or nothing.
+-- The last change of a key committed at or before :at: (operation, value, data_type), or nothing.
 SELECT operation, value, data_type
   FROM amira_config.configuration_history
  WHERE key = :key
@@ -21,7 +27,7 @@ SELECT operation, value, data_type
  LIMIT 1;
 
 -- name: get_snapshot_at(at, prefix)
--- Every key starting with :prefix as it was at :at: (key, value, data_type), in key order.
+-- Every key starting with :prefix as committed at :at: (key, value, data_type), in key order.
 SELECT key, value, data_type
   FROM (SELECT DISTINCT ON (key) key, operation, value, data_type
           FROM amira_config.configuration_history

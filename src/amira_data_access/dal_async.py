@@ -39,7 +39,7 @@ from .backends.postgres import (
 from .backends.reachability import Reachability, is_connection_failure
 from .codec import validate_actor, validate_prefix
 from .core import operations as ops
-from .core.arguments import write_params
+from .core.arguments import validate_version, write_params
 from .core.retry import NO_RETRY, RetryPolicy
 from .core.running import UNSET, Context, Sleep, Steps
 from .core.statements import Statement
@@ -372,20 +372,25 @@ class _Store(_Operations):
         """The feed if one is running (health reports it)."""
         raise NotImplementedError
 
-    def watch(self, prefix: str = "") -> AsyncChangeStream:
+    def watch(self, prefix: str = "", *, since_revision: int | None = None) -> AsyncChangeStream:
         """An iterator of committed changes to keys starting with ``prefix``::
 
             async with dal.watch("amira.chat.") as changes:
                 async for change in changes:
                     print(change.key, change.version, change.operation)
 
-        Changes made by any process, and by raw SQL, are seen: every change
-        committed after the stream has started (if the server is unreachable then,
-        after the listener first connects). The listener reconnects by itself and
-        re-reads from the history what it missed meanwhile.
+        Changes made by any process, and by raw SQL, are seen, exactly once, in
+        revision (commit) order: every change committed after the stream has
+        started (if the server is unreachable then, after the listener first
+        connects). The listener reconnects by itself and re-reads from the history
+        what it missed meanwhile. With ``since_revision=N`` (the revision of the
+        last change you handled), first every change with a higher revision that
+        is already in the history, then the live ones: nothing between, nothing twice.
         """
         validate_prefix(prefix)
-        return AsyncChangeStream(self._change_feed(), prefix, self._connect_timeout)
+        if since_revision is not None:
+            validate_version(since_revision, "since_revision", minimum=0)
+        return AsyncChangeStream(self._change_feed(), prefix, self._connect_timeout, since_revision)
 
     async def subscribe(
         self, callback: Callable[[ConfigChange], None], prefix: str = ""

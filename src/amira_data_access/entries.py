@@ -53,8 +53,9 @@ def entry_from_row(row: Sequence[Any]) -> ConfigEntry:
 class ConfigRevision:
     """One change of a key, as recorded in the history.
 
-    ``revision`` is shared by every change made in the same transaction. For a
-    ``delete``, ``value``/``data_type``/``description`` are what the key held.
+    ``revision`` is shared by every change made in the same transaction, and
+    given at its commit (in commit order, without gaps), when ``changed_at`` is
+    too. For a ``delete``, ``value``/``data_type``/``description`` are what the key held.
     """
 
     key: str
@@ -98,7 +99,7 @@ class ConfigItem:
 
 @dataclass(frozen=True, slots=True)
 class ConfigChange:
-    """A committed change announced by the database (the value is not included: read it)."""
+    """A committed change, as the change feed read it from the history (without the value)."""
 
     key: str
     version: int

@@ -150,7 +150,9 @@ class AsyncConfigStore(AsyncConfigOperations, Protocol):
 
     async def ensure_defaults(self, *, updated_by: str) -> _EntryList: ...
 
-    def watch(self, prefix: str = "") -> AsyncChangeStream: ...
+    def watch(
+        self, prefix: str = "", *, since_revision: int | None = None
+    ) -> AsyncChangeStream: ...
 
     async def subscribe(
         self, callback: Callable[[ConfigChange], None], prefix: str = ""

@@ -5,8 +5,9 @@ answered from memory) and the in-memory fake, each sync and async.
 ``subject`` is a :class:`Subject`: a store seen through the sync
 :class:`~amira_data_access.ConfigStore` interface (async stores are driven by
 :class:`Synced`, which runs each coroutine on one event loop kept for the
-test), and the clock that store writes into its history, so point-in-time
-tests take "now" from the store under test. Database-backed stores get a
+test), another client of the same data (to commit while the store's own
+transaction is open), and the clock that store writes into its history, so
+point-in-time tests take "now" from the store under test. Database-backed stores get a
 fresh migrated database per test (the ``dsn`` fixture of tests/conftest.py);
 the in-memory ones need no server and use a clock that ticks on every reading.
 """
@@ -17,7 +18,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -56,9 +57,9 @@ class Synced:
 
         return run
 
-    def watch(self, prefix: str = "") -> SyncedStream:
+    def watch(self, prefix: str = "", *, since_revision: int | None = None) -> SyncedStream:
         """An async store's change stream, driven from sync code."""
-        return SyncedStream(self._target.watch(prefix), self._runner)
+        return SyncedStream(self._target.watch(prefix, since_revision=since_revision), self._runner)
 
     @contextmanager
     def transaction(self) -> Iterator[Synced]:
@@ -111,6 +112,7 @@ class Subject:
     store: ConfigStore
     transaction: Callable[[], AbstractContextManager[ConfigStore]]
     close: Callable[[], None]
+    other: ConfigStore  # another client of the same data: a second DAL, or store on the database
     _now: Callable[[], datetime]
     _settle: float  # seconds to wait around a reading of a real server's clock
 
@@ -140,32 +142,39 @@ def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
     if name in ("memory", "async_memory"):
         clock = TickingClock()
         memory = InMemoryConfigStore(clock=clock)
+        # A store of its own on the same database: its writers do not wait for the
+        # subject's transaction (as another process would not, on other keys).
+        other = InMemoryConfigStore(memory.database)
         if name == "memory":
-            yield Subject(name, memory, memory.transaction, memory.close, clock, 0.0)
+            yield Subject(name, memory, memory.transaction, memory.close, other, clock, 0.0)
             return
         with asyncio.Runner() as runner:
             synced = Synced(AsyncInMemoryConfigStore(memory.database), runner)
             store = cast(ConfigStore, synced)
-            yield Subject(name, store, synced.transaction, synced.close, clock, 0.0)
+            yield Subject(name, store, synced.transaction, synced.close, other, clock, 0.0)
         return
     dsn: str = request.getfixturevalue("dsn")  # only database stores need a server
-    if name in ("sync_dal", "cached_dal"):
-        cls = CachedConfigDAL if name == "cached_dal" else ConfigDAL
-        with cls(dsn, max_size=4) as dal:
-            if name in CACHED:
-                assert dal.health().listener_connected, "the cache's feed must be live"
-            yield Subject(name, dal, dal.transaction, dal.close, _server_clock(dsn), 0.01)
-        return
-    with asyncio.Runner() as runner:
-        async_cls = AsyncCachedConfigDAL if name == "async_cached_dal" else AsyncConfigDAL
-        async_dal = async_cls(dsn, max_size=4)
-        runner.run(async_dal.open())
-        try:
-            if name in CACHED:
-                health = runner.run(async_dal.health())
-                assert health.listener_connected, "the cache's feed must be live"
-            synced = Synced(async_dal, runner)
-            store = cast(ConfigStore, synced)
-            yield Subject(name, store, synced.transaction, synced.close, _server_clock(dsn), 0.01)
-        finally:
-            runner.run(async_dal.close())
+    # Opened on first use (few tests use it), closed with the subject.
+    with closing(ConfigDAL(dsn, max_size=2)) as second:
+        if name in ("sync_dal", "cached_dal"):
+            cls = CachedConfigDAL if name == "cached_dal" else ConfigDAL
+            with cls(dsn, max_size=4) as dal:
+                if name in CACHED:
+                    assert dal.health().listener_connected, "the cache's feed must be live"
+                clock = _server_clock(dsn)
+                yield Subject(name, dal, dal.transaction, dal.close, second, clock, 0.01)
+            return
+        with asyncio.Runner() as runner:
+            async_cls = AsyncCachedConfigDAL if name == "async_cached_dal" else AsyncConfigDAL
+            async_dal = async_cls(dsn, max_size=4)
+            runner.run(async_dal.open())
+            try:
+                if name in CACHED:
+                    health = runner.run(async_dal.health())
+                    assert health.listener_connected, "the cache's feed must be live"
+                synced = Synced(async_dal, runner)
+                store = cast(ConfigStore, synced)
+                clock = _server_clock(dsn)
+                yield Subject(name, store, synced.transaction, synced.close, second, clock, 0.01)
+            finally:
+                runner.run(async_dal.close())

@@ -374,6 +374,10 @@ def test_other_bad_arguments_are_refused(subject: Subject) -> None:
         lambda: store.register_defaults(5),  # type: ignore[attr-defined]
         lambda: store.register_defaults({"bad key": 1}),  # type: ignore[attr-defined]
         lambda: store.register_defaults({"k": float("nan")}),  # type: ignore[attr-defined]
+        lambda: store.watch(since_revision=-1),  # type: ignore[attr-defined]
+        lambda: store.watch(since_revision=True),  # type: ignore[attr-defined]
+        lambda: store.watch(since_revision="1"),  # type: ignore[attr-defined]
+        lambda: store.watch(since_revision=2**63),  # type: ignore[attr-defined]
     ]
     accepted = [number for number, attempt in enumerate(attempts) if not _refused(attempt)]
     assert accepted == []
@@ -618,11 +622,10 @@ def test_history_of_a_write_matches_the_entry(subject: Subject) -> None:
         entry.value,
         entry.data_type,
     )
-    assert (latest.description, latest.changed_by, latest.changed_at) == (
-        "d",
-        "ops",
-        entry.updated_at,
-    )
+    assert (latest.description, latest.changed_by) == ("d", "ops")
+    # updated_at is when the write was made (its transaction's start), changed_at when it
+    # committed: the same write, the commit no earlier.
+    assert latest.changed_at >= entry.updated_at
 
 
 # -- rollback ---------------------------------------------------------------------------------
@@ -672,6 +675,119 @@ def test_rollback_to_a_missing_or_deletion_version_is_refused(
     assert len(store.history("k")) == 2
     with pytest.raises(InvalidConfigurationError, match="no version 1"):
         store.rollback("never", to_version=1, updated_by="ops")
+
+
+# -- revisions: commit order, no gaps, resumable ----------------------------------------------
+
+
+def _shapes(changes: list[Any]) -> list[tuple[str, int, str] | None]:
+    return [None if c is None else (c.key, c.version, c.operation) for c in changes]
+
+
+def test_revisions_follow_commit_order_across_interleaved_transactions(subject: Subject) -> None:
+    """A transaction that writes first and commits last takes the last revision, gap-free.
+
+    Revisions are given at commit, one commit after the other: commit order,
+    revision order, the order of the instants and of delivery all agree.
+    """
+    store, other = subject.store, subject.other
+    base = store.set("i.base", 0, updated_by="t")
+    first_revision = store.history("i.base")[0].revision
+    with store.watch("i.", since_revision=first_revision) as changes:  # type: ignore[attr-defined]
+        with subject.transaction() as first:
+            first.set("i.first", 1, updated_by="t")  # written first…
+            other.set("i.second", 1, updated_by="t")  # …while another client commits,
+            with other.transaction() as third:  # twice
+                third.set("i.third", 1, updated_by="t")
+                third.set("i.third", 2, updated_by="t")
+            first.set("i.first", 2, updated_by="t")
+        # …and committed last
+        delivered = [changes.next(timeout=10) for _ in range(5)]
+        assert changes.next(timeout=0.3) is None
+    assert _shapes(delivered) == [
+        ("i.second", 1, "insert"),
+        ("i.third", 1, "insert"),
+        ("i.third", 2, "update"),
+        ("i.first", 1, "insert"),
+        ("i.first", 2, "update"),
+    ]
+    expected = [first_revision + n for n in (1, 2, 2, 3, 3)]
+    assert [c.revision for c in delivered] == expected
+    history = [
+        store.history(key, limit=1)[0] for key in ("i.base", "i.second", "i.third", "i.first")
+    ]
+    assert [r.revision for r in history] == [first_revision + n for n in range(4)]
+    stamps = [r.changed_at for r in history]
+    assert stamps == sorted(stamps)
+    assert base.updated_at <= stamps[0]
+
+
+def test_a_rolled_back_transaction_or_failed_write_leaves_no_gap(subject: Subject) -> None:
+    """Revisions go up by one per committed change set: what did not commit took none."""
+    store = subject.store
+    store.set("g.a", 1, updated_by="t")
+    before = store.history("g.a")[0].revision
+    with pytest.raises(RuntimeError), subject.transaction() as tx:  # noqa: PT012
+        tx.set("g.b", 1, updated_by="t")
+        tx.delete("g.a", deleted_by="t")
+        raise RuntimeError("roll back")
+    with pytest.raises(InvalidConfigurationError, match="stored data_type"):
+        store.set("g.a", "not an int", updated_by="t")  # refused by the database itself
+    assert store.delete("g.none", deleted_by="t") is False  # nothing changed: no revision
+    with subject.transaction() as tx:
+        assert tx.get("g.a") == 1  # a transaction that only reads
+    store.set("g.c", 1, updated_by="t")
+    assert store.history("g.c")[0].revision == before + 1
+    assert [len(store.history(key)) for key in ("g.a", "g.b")] == [1, 0]
+
+
+def test_watch_since_a_revision_replays_what_followed_then_goes_live(subject: Subject) -> None:
+    """watch(since_revision=N): every change after N from the history, then live ones, once."""
+    store: Any = subject.store
+    store.set("s.a", 1, updated_by="t")
+    since = store.history("s.a")[0].revision
+    store.set("s.a", 2, updated_by="t")
+    store.set("other", 1, updated_by="t")
+    store.set_many({"s.c": 1, "s.b": 1}, updated_by="t")
+    store.delete("s.a", deleted_by="t")
+    with store.watch("s.", since_revision=since) as changes:
+        replayed = [changes.next(timeout=10) for _ in range(4)]
+        store.set("s.d", 1, updated_by="t")
+        live = changes.next(timeout=10)
+        assert changes.next(timeout=0.3) is None
+    assert _shapes(replayed) == [
+        ("s.a", 2, "update"),
+        ("s.b", 1, "insert"),
+        ("s.c", 1, "insert"),
+        ("s.a", 3, "delete"),
+    ]
+    assert [c.revision for c in replayed] == [since + 1, since + 3, since + 3, since + 4]
+    assert (_shapes([live]), live.revision) == ([("s.d", 1, "insert")], since + 5)
+    assert isinstance(live, ConfigChange)
+
+    with store.watch("s.", since_revision=0) as everything:
+        assert _shapes([everything.next(timeout=10)]) == [("s.a", 1, "insert")]
+    with store.watch("s.", since_revision=since + 7) as ahead:  # a revision still to come
+        for value in range(3):
+            store.set("s.e", value, updated_by="t")  # since + 6, 7 and 8
+        got = ahead.next(timeout=10)
+        assert (_shapes([got]), got.revision) == ([("s.e", 3, "update")], since + 8)
+
+
+def test_point_in_time_reads_see_a_change_from_its_commit(subject: Subject) -> None:
+    """Until a transaction commits, get_at() answers the old value, as every reader saw."""
+    store = subject.store
+    store.set("p", "old", updated_by="t")
+    with subject.transaction() as tx:
+        written = tx.set("p", "new", updated_by="t")
+        during = subject.instant()
+    after = subject.instant()
+    assert store.get_at("p", during) == "old"
+    assert store.snapshot_at(during, prefix="p") == {"p": "old"}
+    assert store.get_at("p", after) == "new"
+    committed = store.history("p")[0]
+    assert during < committed.changed_at < after
+    assert written.updated_at < during  # updated_at: when the transaction wrote it
 
 
 # -- point-in-time reads ----------------------------------------------------------------------

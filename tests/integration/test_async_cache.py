@@ -17,11 +17,12 @@ FRESHNESS_BOUND = 1.0
 
 
 def _silent_update(dsn: str, key: str, value: str) -> None:
-    """Change a row without announcing it (the table owner disables the NOTIFY trigger)."""
+    """Change a row without announcing it (the table owner disables the commit trigger, which
+    gives the history row its revision and rings the doorbell: the feed never reads it)."""
     with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
         conn.execute(
             "ALTER TABLE amira_config.configuration_history "
-            "DISABLE TRIGGER configuration_history_notify"
+            "DISABLE TRIGGER configuration_history_commit"
         )
         conn.execute(
             "UPDATE amira_config.configurations SET value = to_jsonb(%s::text) WHERE key = %s",
@@ -29,7 +30,7 @@ def _silent_update(dsn: str, key: str, value: str) -> None:
         )
         conn.execute(
             "ALTER TABLE amira_config.configuration_history "
-            "ENABLE TRIGGER configuration_history_notify"
+            "ENABLE TRIGGER configuration_history_commit"
         )
 
 

@@ -183,3 +183,21 @@ def test_rollback_to_a_missing_version_is_a_clear_error(dal: ConfigDAL, to_versi
     with pytest.raises(InvalidConfigurationError, match=f"no version {to_version}"):
         dal.rollback("k", to_version=to_version, updated_by="ops")
     assert dal.get("k") is None
+
+
+def test_a_repeatable_read_writer_behind_a_newer_commit_fails_at_commit(
+    dal: ConfigDAL, dsn: str
+) -> None:
+    """Revisions are taken in commit order on one counter row: a REPEATABLE READ writer whose
+    snapshot predates another change's commit cannot take the next one (40001: run it again)."""
+    dal.set("k", 1, updated_by="a")
+    with psycopg.connect(dsn) as late:
+        late.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        late.execute("SELECT 1")  # its snapshot
+        dal.set("other", 1, updated_by="b")  # commits after that snapshot
+        dal.bind(late).set("k", 2, updated_by="late")
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            late.commit()
+    assert dal.get("k") == 1
+    assert dal.history("k")[0].revision < dal.history("other")[0].revision
+    assert dal.set("k", 3, updated_by="again").version == 2

@@ -121,15 +121,16 @@ def _allow_connections(pg_server: TestServer, dsn: str, allowed: bool) -> None:
 def test_no_change_is_lost_when_commits_come_out_of_revision_order_around_a_reconnect(
     dal: ConfigDAL, dsn: str, pg_server: TestServer
 ) -> None:
-    """Transaction A draws a lower revision but commits after B, while the listener is away.
+    """Transaction A writes first but commits after B, while the listener is away.
 
-    A resync that asked for "revisions after the last one seen" would skip A for
-    ever; the feed compares snapshots instead and delivers it after reconnecting.
+    Had A drawn its revision when it wrote (lower than B's), a resync asking for
+    "revisions after the last one seen" would skip A for ever; revisions are given
+    at commit instead, so A's is higher than B's and it is delivered after reconnecting.
     """
     feed = dal._change_feed()
     with dal.watch() as changes:
         assert feed.wait_connected(DEADLINE)
-        with psycopg.connect(dsn) as slow:  # transaction A: revision drawn, not committed
+        with psycopg.connect(dsn) as slow:  # transaction A: written, not committed
             slow.execute(
                 "INSERT INTO amira_config.configurations (key, value, data_type, updated_by)"
                 " VALUES ('slow', '1', 'int', 'A')"
@@ -150,7 +151,7 @@ def test_no_change_is_lost_when_commits_come_out_of_revision_order_around_a_reco
         resynced = changes.next(timeout=DEADLINE)
     assert resynced is not None
     assert (resynced.key, resynced.changed_by) == ("slow", "A")
-    assert resynced.revision < fast.revision  # revision order is not commit order
+    assert resynced.revision == fast.revision + 1  # revision order is commit order
 
 
 def test_cache_serves_reads_and_sees_changes_made_elsewhere(
@@ -273,3 +274,19 @@ def test_async_watch_sees_changes(dsn: str) -> None:
         return [(c.key, c.version) for c in got]
 
     assert asyncio.run(scenario()) == [("w.one", 1), ("w.one", 2)]
+
+
+def test_a_resumed_watch_reads_a_long_history_by_whole_revisions(dal: ConfigDAL) -> None:
+    """More changes than one read returns (1000), in revisions that straddle the page."""
+    first = dal.set_many({f"p.{n:04}": n for n in range(600)}, updated_by="a")
+    dal.set_many({f"p.{n:04}": n for n in range(600, 1200)}, updated_by="b")
+    dal.set("p.last", 1, updated_by="c")
+    since = dal.history(first[0].key)[0].revision - 1
+    with dal.watch("p.", since_revision=since) as changes:
+        got = [changes.next(timeout=DEADLINE) for _ in range(1201)]
+        dal.set("p.live", 1, updated_by="d")
+        live = changes.next(timeout=DEADLINE)
+    assert [c.key for c in got if c] == [f"p.{n:04}" for n in range(1200)] + ["p.last"]
+    assert [c.revision for c in got if c] == [since + 1] * 600 + [since + 2] * 600 + [since + 3]
+    assert live is not None
+    assert (live.key, live.revision) == ("p.live", since + 4)

@@ -1,18 +1,27 @@
-"""Fixtures for the fault tests: a server they may stop and restart, held locks, killed sessions.
+"""What the reliability tests share: a server they may restart, held locks, killed
+sessions, waiting with a deadline, and disturbing the change feed.
 
-Every test here is bounded in time. ``AMIRA_CONFIG_SOAK=1`` (``just soak``) runs
-the long versions: :func:`scaled` gives each test its short (CI) or long size.
+These tests reproduce reported failures against a real server, each bounded in
+time (``pytest.mark.timeout``): a wait is "until it happens, or fail after a
+generous deadline", never an assertion on how fast something happened.
+``AMIRA_CONFIG_SOAK=1`` (``just soak``) runs the long versions: :func:`scaled`
+gives each test its short (CI) or long size.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from amira_data_access.feed.listener import LISTENER_NAME
+from conftest import TestServer
 
 SOAK = os.environ.get("AMIRA_CONFIG_SOAK") == "1"
 
@@ -23,7 +32,7 @@ def scaled(short: int, long: int) -> int:
 
 
 @pytest.fixture
-def restartable(pg_server: Any) -> Any:
+def restartable(pg_server: TestServer) -> TestServer:
     """The test server, which this test may stop and start again.
 
     Only a server this test session started itself can be restarted; with
@@ -60,3 +69,65 @@ def terminate_sessions(dsn: str, application_name: str) -> int:
             (application_name,),
         ).fetchall()
     return len(rows)
+
+
+DEADLINE = 20.0  # seconds: long enough for a loaded machine, short enough to fail a test
+
+
+def eventually(check: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
+    """Return once ``check()`` is true; fail the test if it is still false after ``deadline``."""
+    end = time.monotonic() + deadline
+    while not check():
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _dbname(dsn: str) -> str:
+    return str(conninfo_to_dict(dsn)["dbname"])
+
+
+def listener_pids(pg_server: TestServer, dsn: str) -> set[int]:
+    """The backends of this database's change-feed listeners (by their application_name)."""
+    with psycopg.connect(pg_server.dsn("postgres"), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = %s",
+            (LISTENER_NAME, _dbname(dsn)),
+        ).fetchall()
+    return {int(pid) for (pid,) in rows}
+
+
+def terminate_listeners(pg_server: TestServer, dsn: str) -> None:
+    """Kill the listeners' sessions on the server (pg_terminate_backend), as a failover would."""
+    with psycopg.connect(pg_server.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s AND datname = %s",
+            (LISTENER_NAME, _dbname(dsn)),
+        )
+
+
+@contextmanager
+def connections_refused(pg_server: TestServer, dsn: str) -> Iterator[None]:
+    """No new session may connect to the database inside the block (open ones stay)."""
+    dbname = _dbname(dsn)
+
+    def allow(allowed: bool) -> None:
+        with psycopg.connect(pg_server.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
+                    sql.Identifier(dbname), sql.Literal(allowed)
+                )
+            )
+
+    allow(False)
+    try:
+        yield
+    finally:
+        allow(True)
+
+
+def forge_notification(dsn: str, payload: str) -> None:
+    """What any role that can connect may do: announce a change that never happened."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_notify('amira_config_changes', %s)", (payload,))

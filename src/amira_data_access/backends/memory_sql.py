@@ -5,8 +5,9 @@ PostgreSQL: the two tables as dictionaries, and :class:`TwinStatements`, which
 answers each named query of
 :class:`~amira_data_access.core.statements.Statements` the way the SQL and the
 triggers would (versions continuing across delete and re-create, the audit
-fields, one history row per change, one revision and one instant per
-transaction, an aborted transaction refusing further statements). The same
+fields, one history row per change, an aborted transaction refusing further
+statements, and at commit one revision and one instant per transaction, in
+commit order and without gaps: migrations/0006). The same
 operations drive it as drive PostgreSQL, so validation, results, errors and log
 events are the very same code; the contract suite keeps this twin honest.
 
@@ -22,7 +23,6 @@ transaction holds the database's lock until it ends (other threads' writes wait)
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -70,11 +70,15 @@ class _Row:
     updated_by: str
 
 
+# The revision of a history row until its transaction commits (migrations/0006).
+_UNSTAMPED = 0
+
+
 @dataclass(frozen=True, slots=True)
 class _Change:
     """A row of amira_config.configuration_history."""
 
-    revision: int
+    revision: int  # _UNSTAMPED until committed
     version: int
     operation: str
     value: str
@@ -99,20 +103,13 @@ class _Tables:
 
 @dataclass(slots=True)
 class Session:
-    """What a database transaction carries: its tables, clock reading, revision, and state."""
+    """What a database transaction carries: its tables, clock reading (now()), and state."""
 
     tables: _Tables
     now: datetime
-    next_revision: Callable[[], int]
-    revision: int | None = None
     aborted: bool = False  # a statement failed: PostgreSQL refuses the rest
-    changes: list[ConfigChange] = field(default_factory=list)  # announced at commit
-
-    def current_revision(self) -> int:
-        # Like amira_config.current_revision(): drawn on the transaction's first change.
-        if self.revision is None:
-            self.revision = self.next_revision()
-        return self.revision
+    # Its changes, in the order made: stamped with a revision and announced at commit.
+    changes: list[ConfigChange] = field(default_factory=list)
 
 
 def _type_mismatch() -> ServerRefusal:
@@ -521,8 +518,9 @@ def _remove_all(
 def _record(
     session: Session, key: str, version: int, operation: str, row: _Row, by: str, reason: str | None
 ) -> None:
+    """configurations_record_history: revision and instant stamped at commit."""
     change = _Change(
-        revision=session.current_revision(),
+        revision=_UNSTAMPED,
         version=version,
         operation=operation,
         value=row.value,
@@ -533,7 +531,15 @@ def _record(
         change_reason=reason or None,  # the queries store '' as NULL too
     )
     session.tables.history[key] = (*session.tables.history.get(key, ()), change)
-    session.changes.append(ConfigChange(key, version, operation, by, change.revision))  # type: ignore[arg-type]
+    session.changes.append(ConfigChange(key, version, operation, by, _UNSTAMPED))  # type: ignore[arg-type]
+
+
+def _stamped(changes: tuple[_Change, ...], revision: int, at: datetime) -> tuple[_Change, ...]:
+    """A key's history with the committing transaction's rows stamped."""
+    return tuple(
+        replace(c, revision=revision, changed_at=at) if c.revision == _UNSTAMPED else c
+        for c in changes
+    )
 
 
 # -- the database ----------------------------------------------------------------------
@@ -545,17 +551,21 @@ class MemoryDatabase:
     """Both tables, their triggers and the change feed: the server an in-memory store talks to.
 
     Share one between stores (sync and async) to see the same data. ``clock``
-    gives the instants written to ``created_at``/``updated_at`` and the history.
+    gives the instants written to ``created_at``/``updated_at`` (read when a
+    statement or transaction begins, like ``now()``) and to the history (read
+    when it commits, never earlier than the previous commit's).
     Thread-safe: a statement or transaction works on a copy of the tables,
     published when it commits; reads use the last published tables without waiting.
     """
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         self.clock = clock or _utc_now
-        self.feed = LocalFeed()
         self._tables = _Tables()
         self._lock = threading.RLock()  # writes; reentrant for a thread inside a transaction
-        self._revisions = itertools.count(1)  # amira_config.revision_seq
+        # amira_config.revision_counter: the last commit's revision and instant.
+        self._last_revision = 0
+        self._last_changed_at: datetime | None = None
+        self.feed = LocalFeed(self._changes_after, self._lock)
 
     def run(self, statement: Statement[Any]) -> Any:
         """Run one statement on its own (autocommit): atomic, published only if it succeeds."""
@@ -591,9 +601,17 @@ class MemoryDatabase:
             raise
 
     def _session(self, tables: _Tables) -> Session:
-        return Session(tables, now=self.clock(), next_revision=self._revisions.__next__)
+        return Session(tables, now=self.clock())
 
     def _commit(self, session: Session) -> None:
+        if not session.changes:
+            return  # nothing written: no revision taken (no history row, no trigger)
+        # configuration_history_commit: the next revision and the commit's instant, for
+        # every change of the transaction; the lock held makes commits one at a time.
+        revision = self._last_revision + 1
+        at = self.clock()
+        if self._last_changed_at is not None:
+            at = max(at, self._last_changed_at)
         # Only the keys the session changed: writes this thread made outside a
         # transaction meanwhile (to other keys) are kept.
         touched = {change.key for change in session.changes}
@@ -603,10 +621,23 @@ class MemoryDatabase:
                 published.rows[key] = session.tables.rows[key]
             else:
                 published.rows.pop(key, None)
-            published.history[key] = session.tables.history[key]
+            published.history[key] = _stamped(session.tables.history[key], revision, at)
         self._tables = published
-        # Announced in commit order, while the lock is held.
-        self.feed.publish(session.changes)
+        self._last_revision, self._last_changed_at = revision, at
+        # Announced in commit order, while the lock is held; within a revision in
+        # (key, version) order, as the listener reads them from the history.
+        changes = sorted(session.changes, key=lambda change: (change.key, change.version))
+        self.feed.publish(replace(change, revision=revision) for change in changes)
+
+    def _changes_after(self, revision: int) -> list[ConfigChange]:
+        """list_changes_after: the committed changes above ``revision``, in revision order."""
+        found = [
+            ConfigChange(key, c.version, c.operation, c.changed_by, c.revision)  # type: ignore[arg-type]
+            for key, changes in self._tables.history.items()
+            for c in changes
+            if c.revision > revision
+        ]
+        return sorted(found, key=lambda change: (change.revision, change.key, change.version))
 
 
 def _answer(statement: Statement[Any], session: Session) -> Any:

@@ -1,4 +1,9 @@
-"""``watch``: follow changes as they happen, a line (or a JSON document) per change."""
+"""``watch``: follow changes as they happen, a line (or a JSON document) per change.
+
+``--since N`` resumes after revision N (the ``revision`` of the last change a
+script handled): every change with a higher revision already in the history is
+printed first, then the live ones, nothing missed and nothing twice.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,13 @@ def add_commands(commands: Subcommands) -> None:
     """Register watch."""
     watch = commands.add_parser("watch", help="follow changes as they happen")
     watch.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
+    watch.add_argument(
+        "--since",
+        type=int,
+        metavar="N",
+        dest="since_revision",
+        help="first the changes after revision N (from the history), then live ones",
+    )
     watch.set_defaults(run=cmd_watch)
 
 
@@ -35,6 +47,7 @@ def change_line(change: Any, style: Style) -> str:
     key = getattr(change, "key", "?")
     version = getattr(change, "version", None)
     by = getattr(change, "changed_by", None)
+    revision = getattr(change, "revision", None)  # what --since takes to resume after it
     shown = ""
     if hasattr(change, "value") and operation != "delete":  # the event may carry no value
         shown = compact_value(change.value, getattr(change, "data_type", None) or "json")
@@ -44,16 +57,20 @@ def change_line(change: Any, style: Style) -> str:
         str(key),
         f"v{version}" if version is not None else "",
         f"by {by}" if by else "",
+        f"(revision {revision})" if revision is not None else "",
         shown,
     ]
     return " ".join(part for part in parts if part)
 
 
 def cmd_watch(ctx: Context) -> Outcome | None:
-    """``watch [PREFIX]``: follow changes as they happen (JSON lines with --json)."""
-    stream = ctx.dal().watch(ctx.args.prefix)
+    """``watch [PREFIX] [--since N]``: follow changes as they happen (JSON lines with --json)."""
+    since = ctx.args.since_revision
+    stream = ctx.dal().watch(ctx.args.prefix, since_revision=since)
+    resuming = f" after revision {since}" if since is not None else ""
     print(
-        f"amira-config: watching {ctx.args.prefix or 'every key'} (Ctrl-C to stop)", file=ctx.stderr
+        f"amira-config: watching {ctx.args.prefix or 'every key'}{resuming} (Ctrl-C to stop)",
+        file=ctx.stderr,
     )
     try:
         for change in stream:

@@ -8,12 +8,15 @@ form (whose first line says so).
 :class:`CachedConfigDAL` is an :class:`~amira_data_access.ConfigDAL`
 whose ``get``, ``get_entry`` and ``get_many`` are answered from process memory:
 
-* **Fresh**: every committed change (from any process, or raw SQL) is announced
-  by the database and drops the cached key; the cache is used only while the
-  listener is connected, and the listener re-reads what it missed on reconnect
-  (see :mod:`amira_data_access.feed.listener`), so staleness is bounded by the
+* **Fresh**: every committed change (from any process, or raw SQL) rings the
+  feed's doorbell, the listener reads it from the history and the cached key is
+  dropped; the cache is used only while the listener is connected, and the
+  listener re-reads what it missed on reconnect (see
+  :mod:`amira_data_access.feed.listener`), so staleness is bounded by the
   notification delay (measured by ``just bench``). While the listener is down,
-  reads go to the database.
+  reads go to the database. Only changes read from the history reach the
+  cache: a forged notification costs the listener a read, and can neither drop
+  a key for a change that did not happen nor hide one that did.
 * **Read-your-writes**: a write through this store updates the cache at once
   (every operation reports what it wrote; keys written in a transaction are
   dropped when it ends).

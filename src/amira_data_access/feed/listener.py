@@ -1,30 +1,40 @@
-"""The PostgreSQL change feed: LISTEN for committed changes, and never miss one across reconnects.
+"""The PostgreSQL change feed: every committed change, exactly once, in revision order.
 
-The database announces every committed change (migrations/0003). A
-:class:`ChangeFeed` keeps one listening connection on a background thread and
+A :class:`ChangeFeed` keeps one listening connection on a background thread and
 hands each :class:`~amira_data_access.entries.ConfigChange` to its subscribers.
 
-Reconnecting without losing changes
------------------------------------
-While the connection is down, announcements are lost, so on every (re)connect
-the feed first LISTENs, then takes a snapshot (``pg_current_snapshot()``), and
-reads from the history every change *visible in the new snapshot but not in the
-snapshot of the previous connection*. That is exactly the set that committed
-while we may not have been listening: anything committing later is announced
-to the new LISTEN. Visibility is what matters, not revision numbers: a
-transaction can draw revision 5, another revision 6 and commit first; "all
-revisions after the last one I saw (6)" would skip 5 for ever, while 5 is
-simply not visible yet in the snapshot and arrives later by NOTIFY or by the
-next resync. A change may be delivered twice around a reconnect (at least once);
-duplicates of a (key, version) already delivered are dropped.
+A notification is a doorbell, never a message
+---------------------------------------------
+Any role that can connect may ``pg_notify`` on the channel, so a payload proves
+nothing: trusted, a forged "amira.flag is at version 2" would be delivered, and
+the real version 2 then dropped as a duplicate. The feed reads what changed
+from the history instead, which only the triggers write: on every (re)connect,
+and whenever the doorbell rings (all pending notifications drained first, then
+one query), it reads the changes with a revision above the last one it
+delivered, in revision order. A forged notification costs one read that finds
+nothing new.
+
+This is exact because revisions are given at commit, one commit after the
+other, in commit order (migrations/0006): whoever sees revision N sees every
+revision below it, so "above the last one delivered" can never skip a change
+that commits later with a lower number, and nothing is delivered twice. On
+(re)connect the feed LISTENs first and reads second, so a commit falls either in
+the read or after the LISTEN, where its doorbell rings.
+
+Resuming
+--------
+``subscribe(..., since_revision=N)`` hands that subscription every change with a
+revision above N already in the history, then the live ones: the listener
+thread reads the history up to the last revision it delivered (on its own
+connection, between two deliveries) before the subscription joins the others,
+so nothing falls between the two and nothing comes twice.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -37,10 +47,11 @@ from .streams import ChangeCallback, Subscribers, Subscription
 __all__ = ["LISTENER_NAME", "ChangeFeed", "listener_feed"]
 
 CHANNEL = "amira_config_changes"
-_POLL_SECONDS = 0.5  # how often the listener checks for stop requests
+LISTENER_NAME = "amira-data-access listener"
+_POLL_SECONDS = 0.5  # how often the listener checks for stop requests and resumed subscriptions
 _PING_AFTER_IDLE = 5.0  # a silent connection is pinged, so a dead one is noticed
 _RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
-_MAX_REMEMBERED = 100_000  # (key, version) pairs kept to drop duplicates
+_PAGE = 1000  # changes read per query (whole revisions): bounded memory after a long outage
 # A half-open TCP connection (partition, failover without a reset) would keep a
 # silent listener "connected" for ~15 min of retransmissions; these end it in ~10 s.
 _LIVENESS = {
@@ -57,14 +68,11 @@ def listener_feed(conninfo: str, connect_kwargs: dict[str, Any]) -> ChangeFeed:
     return ChangeFeed(conninfo, {**connect_kwargs, **_LIVENESS, "application_name": LISTENER_NAME})
 
 
-LISTENER_NAME = "amira-data-access listener"
-
-
 class ChangeFeed:
     """One listening connection on a background thread, reconnecting, fanning out changes.
 
-    ``on_resync`` is called after every (re)connect with the changes found
-    missed (possibly none): a cache uses it to know the feed is healthy again.
+    ``on_state`` is called with True when the feed has (re)connected and caught
+    up, and with False when it lost its connection.
     """
 
     def __init__(
@@ -78,11 +86,12 @@ class ChangeFeed:
         self._connect_kwargs = {**connect_kwargs, "autocommit": True}
         self._on_state = on_state
         self._subscribers = Subscribers()
+        self._resuming: list[Subscription] = []  # since_revision: replayed by the thread first
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._snapshot: str | None = None  # of the previous connection
-        self._delivered: set[tuple[str, int]] = set()  # since that snapshot
+        # The last revision delivered; None until the first connection said where to start.
+        self._last_revision: int | None = None
         self._connected = threading.Event()
         self._first_sync_callbacks: list[Callable[[], None]] = []
         self.last_sync: float | None = None  # monotonic time of the last (re)connect
@@ -103,20 +112,34 @@ class ChangeFeed:
         """Call ``callback`` once the first connection listens, before it reports connected.
 
         Changes committed before that were never announced to anyone here: a
-        cache filled earlier must start over (later reconnects resync instead).
+        cache filled earlier must start over (later reconnects catch up instead).
         """
         with self._lock:
             self._first_sync_callbacks.append(callback)
 
-    def subscribe(self, callback: ChangeCallback, prefix: str = "") -> Subscription:
-        """Call ``callback`` (on the feed's thread) for each change of a key with ``prefix``."""
-        subscription = Subscription(self, callback, prefix)
-        self._subscribers.add(subscription)
+    def subscribe(
+        self, callback: ChangeCallback, prefix: str = "", since_revision: int | None = None
+    ) -> Subscription:
+        """Call ``callback`` (on the feed's thread) for each change of a key with ``prefix``.
+
+        From now on; or, with ``since_revision``, for every change with a higher
+        revision, those in the history first (see the module docstring).
+        """
+        subscription = Subscription(self, callback, prefix, since_revision)
+        if since_revision is None:
+            self._subscribers.add(subscription)
+        else:
+            with self._lock:
+                self._resuming.append(subscription)
         self.start()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Remove a subscription (no-op if already removed)."""
+        with self._lock:
+            subscription.active = False
+            if subscription in self._resuming:
+                self._resuming.remove(subscription)
         self._subscribers.remove(subscription)
 
     def start(self) -> None:
@@ -160,48 +183,67 @@ class ChangeFeed:
 
     def _listen(self, conn: psycopg.Connection[Any]) -> None:
         queries = change_queries()
-        queries.listen_for_changes(conn)
-        snapshot = queries.current_snapshot(conn)
-        missed: list[ConfigChange] = []
-        if self._snapshot is not None:
-            rows = queries.list_changes_between(conn, since=self._snapshot, until=snapshot)
-            missed = [ConfigChange(*row) for row in rows]
-        else:
+        queries.listen_for_changes(conn)  # first: a commit after the read below rings here
+        if self._last_revision is None:
+            self._last_revision = int(queries.last_revision(conn))
             for callback in self._first_sync_callbacks:
                 callback()
-        delivered_before = self._delivered
-        self._snapshot = snapshot
-        self._delivered = set()
+        caught_up = self._catch_up(conn, queries)
         self.last_sync = time.monotonic()
-        for change in missed:
-            if (change.key, change.version) not in delivered_before:
-                self._dispatch(change)
         self._set_connected(True)
-        get_logger().info("config.watch", outcome="connected", resynced=len(missed))
+        get_logger().info("config.watch", outcome="connected", resynced=caught_up)
         idle_since = time.monotonic()
         while not self._stop.is_set():
-            got_any = False
-            for notify in conn.notifies(timeout=_POLL_SECONDS):
-                got_any = True
-                announced = _parse(notify.payload)
-                if announced is not None:
-                    self._dispatch(announced)
-            if got_any:
+            rang = list(conn.notifies(timeout=_POLL_SECONDS, stop_after=1))
+            if rang:
+                # Drain what else is pending: one read answers every doorbell rung so
+                # far. One that rings during the read stays pending: read again then.
+                for _ in conn.notifies(timeout=0):
+                    pass
                 idle_since = time.monotonic()
+            if rang or self._resuming:
+                self._catch_up(conn, queries)
             elif time.monotonic() - idle_since >= _PING_AFTER_IDLE:
                 conn.execute("SELECT 1")  # raises if the server went away silently
                 idle_since = time.monotonic()
 
-    def _dispatch(self, change: ConfigChange) -> None:
-        marker = (change.key, change.version)
-        if marker in self._delivered:
-            return
-        if len(self._delivered) >= _MAX_REMEMBERED:
-            # Bounded memory on a connection that lives for months; the cost is
-            # possible duplicates at the next resync, which delivery allows.
-            self._delivered = set()
-        self._delivered.add(marker)
-        self._subscribers.dispatch(change)
+    def _catch_up(self, conn: psycopg.Connection[Any], queries: Any) -> int:
+        """Replay the history to resuming subscriptions, then deliver what is new; how many."""
+        last = self._last_revision
+        assert last is not None  # set by the first connection before any catch-up
+        with self._lock:
+            resuming, self._resuming = self._resuming, []
+        try:
+            while resuming:
+                subscription = resuming[0]
+                self._replay(conn, queries, subscription, until=last)
+                resuming.pop(0)
+                with self._lock:  # unless it was closed meanwhile
+                    if subscription.active:
+                        self._subscribers.add(subscription)
+        finally:  # the connection failed: the rest resume after the next connect
+            with self._lock:
+                self._resuming[:0] = resuming
+        delivered = 0
+        for page in _pages_after(conn, queries, last, None):
+            for change in page:
+                self._subscribers.dispatch(change)
+            self._last_revision = page[-1].revision
+            delivered += len(page)
+        return delivered
+
+    def _replay(
+        self, conn: psycopg.Connection[Any], queries: Any, subscription: Subscription, until: int
+    ) -> None:
+        """Hand ``subscription`` the history after its since_revision, up to ``until``."""
+        since = subscription.since_revision
+        assert since is not None
+        if since >= until:
+            return  # nothing in the history yet: the live changes are all it needs
+        for page in _pages_after(conn, queries, since, until):
+            for change in page:
+                subscription.deliver(change)
+            subscription.since_revision = page[-1].revision  # where to go on after a failure
 
     def _set_connected(self, connected: bool) -> None:
         was = self._connected.is_set()
@@ -213,16 +255,21 @@ class ChangeFeed:
             self._on_state(connected)
 
 
-def _parse(payload: str) -> ConfigChange | None:
-    try:
-        data = json.loads(payload)
-        return ConfigChange(
-            key=data["key"],
-            version=int(data["version"]),
-            operation=data["operation"],
-            changed_by=data["changed_by"],
-            revision=int(data["revision"]),
-        )
-    except (ValueError, KeyError, TypeError):
-        get_logger().warning("config.watch", outcome="bad_payload", payload=payload[:200])
-        return None
+def _pages_after(
+    conn: psycopg.Connection[Any], queries: Any, after: int, until: int | None
+) -> Iterator[list[ConfigChange]]:
+    """The committed changes with a revision in (after, until], in revision order.
+
+    By pages of whole revisions (so that whoever stops after a page knows where
+    to go on); none is empty.
+    """
+    while True:
+        page = [
+            ConfigChange(*row)
+            for row in queries.list_changes_after(conn, after=after, until=until, limit=_PAGE)
+        ]
+        if page:
+            yield page
+        if len(page) < _PAGE:
+            return
+        after = page[-1].revision

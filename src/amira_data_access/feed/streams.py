@@ -2,9 +2,10 @@
 
 A feed (the PostgreSQL listener of :mod:`.listener`, or the in-memory store's
 :class:`~.local.LocalFeed`) keeps its :class:`Subscribers` and calls
-:meth:`Subscribers.dispatch` for each committed change; everything a store
-offers on top (``watch()`` iterators, ``subscribe()`` callbacks) is here, the
-same for every feed.
+:meth:`Subscribers.dispatch` for each committed change, in revision order; a
+subscription that resumes (``since_revision``) is first handed the history
+after that revision by the feed itself. Everything a store offers on top
+(``watch()`` iterators, ``subscribe()`` callbacks) is here, the same for every feed.
 """
 
 from __future__ import annotations
@@ -41,8 +42,14 @@ class Feed(Protocol):
     def last_sync(self) -> float | None:
         """``time.monotonic()`` of the last (re)synchronisation, None before the first."""
 
-    def subscribe(self, callback: ChangeCallback, prefix: str = "") -> Subscription:
-        """Call ``callback`` for each change of a key starting with ``prefix``."""
+    def subscribe(
+        self, callback: ChangeCallback, prefix: str = "", since_revision: int | None = None
+    ) -> Subscription:
+        """Call ``callback`` for each change of a key starting with ``prefix``.
+
+        Those committed from now on; with ``since_revision``, every change with a
+        higher revision: those already in the history first, then the live ones.
+        """
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop calling a subscription's callback."""
@@ -60,13 +67,35 @@ class Feed(Protocol):
 class Subscription:
     """A callback registered on a feed; :meth:`close` unregisters it."""
 
-    def __init__(self, feed: Feed, callback: ChangeCallback, prefix: str) -> None:
+    def __init__(
+        self,
+        feed: Feed,
+        callback: ChangeCallback,
+        prefix: str,
+        since_revision: int | None = None,
+    ) -> None:
         self._feed = feed
         self.callback = callback
         self.prefix = prefix
+        self.since_revision = since_revision  # only changes with a higher revision
+        self.active = True  # until closed (a feed may be replaying to it meanwhile)
+
+    def deliver(self, change: ConfigChange) -> None:
+        """Call the callback if the change is for it; one that raises is logged, not raised."""
+        if not change.key.startswith(self.prefix):
+            return
+        if self.since_revision is not None and change.revision <= self.since_revision:
+            return
+        try:
+            self.callback(change)
+        except Exception as exc:  # one bad callback must not stop the feed
+            get_logger().error(
+                "config.watch", outcome="callback_failed", key=change.key, error=repr(exc)
+            )
 
     def close(self) -> None:
         """Stop receiving changes."""
+        self.active = False
         self._feed.unsubscribe(self)
 
     def __enter__(self) -> Self:
@@ -96,25 +125,27 @@ class Subscribers:
     def dispatch(self, change: ConfigChange) -> None:
         """Call every matching callback; one that raises is logged and the others still run."""
         for subscription in self._subscriptions:  # a tuple replaced on change: no lock needed
-            if change.key.startswith(subscription.prefix):
-                try:
-                    subscription.callback(change)
-                except Exception as exc:  # one bad callback must not stop the feed
-                    get_logger().error(
-                        "config.watch", outcome="callback_failed", key=change.key, error=repr(exc)
-                    )
+            subscription.deliver(change)
 
 
 class ChangeStream:
     """An iterator of changes (``with store.watch() as changes: for change in changes: …``).
 
     Created by ``watch()``: it subscribes and waits (up to ``connect_timeout``)
-    for the feed, so every change committed after ``watch()`` returns is seen.
+    for the feed, so every change committed after ``watch()`` returns is seen;
+    with ``since_revision``, every change with a higher revision is, those in
+    the history first.
     """
 
-    def __init__(self, feed: Feed, prefix: str, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        feed: Feed,
+        prefix: str,
+        connect_timeout: float,
+        since_revision: int | None = None,
+    ) -> None:
         self._queue: queue.SimpleQueue[ConfigChange] = queue.SimpleQueue()
-        self._subscription = feed.subscribe(self._queue.put, prefix)
+        self._subscription = feed.subscribe(self._queue.put, prefix, since_revision)
         feed.wait_connected(connect_timeout)
 
     def __iter__(self) -> Iterator[ConfigChange]:
@@ -147,13 +178,21 @@ class AsyncChangeStream:
     Changes cross from the feed's thread to the loop with
     ``call_soon_threadsafe``. Entering the block (or the first ``__anext__``)
     subscribes and waits (up to ``connect_timeout``) for the feed, so changes
-    committed after that are seen.
+    committed after that are seen (with ``since_revision``: every change with
+    a higher revision, those in the history first).
     """
 
-    def __init__(self, feed: Feed, prefix: str, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        feed: Feed,
+        prefix: str,
+        connect_timeout: float,
+        since_revision: int | None = None,
+    ) -> None:
         self._feed = feed
         self._prefix = prefix
         self._connect_timeout = connect_timeout
+        self._since_revision = since_revision
         self._queue: asyncio.Queue[ConfigChange] = asyncio.Queue()
         self._subscription: Subscription | None = None
 
@@ -166,7 +205,7 @@ class AsyncChangeStream:
             def hand_over(change: ConfigChange) -> None:  # on the feed's thread
                 loop.call_soon_threadsafe(put, change)
 
-            self._subscription = self._feed.subscribe(hand_over, self._prefix)
+            self._subscription = self._feed.subscribe(hand_over, self._prefix, self._since_revision)
             await asyncio.to_thread(self._feed.wait_connected, self._connect_timeout)
 
     def __aiter__(self) -> AsyncChangeStream:
