@@ -657,7 +657,13 @@ class ConfigDAL(_Store):
                 raise DatabaseConnectionError("this ConfigDAL is closed")
             if self._feed is None:
                 settings = self._settings
-                self._feed = listener_feed(settings.conninfo, settings.connect_kwargs)
+                feed = listener_feed(
+                    settings.conninfo,
+                    settings.connect_kwargs,
+                    on_disconnect=self._reachability.failed,
+                )
+                self._reachability.on_recovered(feed.wake)
+                self._feed = feed
             return self._feed
 
     def _current_feed(self) -> Feed | None:

@@ -16,6 +16,7 @@ these two changes of state are logged, never each failed call.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,11 @@ __all__ = ["PROBE_INTERVAL", "Reachability", "is_connection_failure"]
 PROBE_INTERVAL: Final = 0.25  # seconds between probes while down: "serving again within ~1 s"
 _PROBE_CONNECT_TIMEOUT: Final = 2  # libpq's minimum: a black-holed host costs 2 s per probe
 _SESSION_ENDED: Final = frozenset({"57P01", "57P02", "57P03"})
+# libpq prefixes what the server itself said; its own failures (refused, timed out,
+# no route) have no such word.
+_SERVER_ANSWERED: Final = re.compile(r"\b(FATAL|ERROR):")
+# …unless it said it is not serving at all (yet, or any more).
+_NOT_SERVING: Final = re.compile(r"shutting down|starting up|not yet accepting connections")
 
 
 def is_connection_failure(exc: BaseException) -> bool:
@@ -119,10 +125,13 @@ class Reachability:
             prober.join(timeout=5)
 
     def _probe(self) -> bool:
+        """Whether the server answers: a new session, or a refusal the server itself sent
+        (too many connections, a database not accepting connections: it is up)."""
         try:
             psycopg.connect(self._conninfo, **self._connect_kwargs).close()
-        except psycopg.Error:
-            return False
+        except psycopg.Error as exc:
+            message = str(exc)
+            return bool(_SERVER_ANSWERED.search(message)) and not _NOT_SERVING.search(message)
         return True
 
     def _probe_until_up(self) -> None:

@@ -63,16 +63,27 @@ _LIVENESS = {
 }
 
 
-def listener_feed(conninfo: str, connect_kwargs: dict[str, Any]) -> ChangeFeed:
+def listener_feed(
+    conninfo: str,
+    connect_kwargs: dict[str, Any],
+    *,
+    on_disconnect: Callable[[BaseException], None] | None = None,
+) -> ChangeFeed:
     """A feed whose connection names itself, so operators can tell it from pool sessions."""
-    return ChangeFeed(conninfo, {**connect_kwargs, **_LIVENESS, "application_name": LISTENER_NAME})
+    return ChangeFeed(
+        conninfo,
+        {**connect_kwargs, **_LIVENESS, "application_name": LISTENER_NAME},
+        on_disconnect=on_disconnect,
+    )
 
 
 class ChangeFeed:
     """One listening connection on a background thread, reconnecting, fanning out changes.
 
     ``on_state`` is called with True when the feed has (re)connected and caught
-    up, and with False when it lost its connection.
+    up, and with False when it lost its connection; ``on_disconnect`` with the
+    error each time a connection fails (the DAL's outage state probes then), and
+    :meth:`wake` ends a wait between reconnection attempts (the database is back).
     """
 
     def __init__(
@@ -81,10 +92,13 @@ class ChangeFeed:
         connect_kwargs: dict[str, Any],
         *,
         on_state: Callable[[bool], None] | None = None,
+        on_disconnect: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._conninfo = conninfo
         self._connect_kwargs = {**connect_kwargs, "autocommit": True}
         self._on_state = on_state
+        self._on_disconnect = on_disconnect
+        self._wake = threading.Event()
         self._subscribers = Subscribers()
         self._resuming: list[Subscription] = []  # since_revision: replayed by the thread first
         self._lock = threading.Lock()
@@ -151,9 +165,14 @@ class ChangeFeed:
                 )
                 self._thread.start()
 
+    def wake(self) -> None:
+        """Try to reconnect now, not after the rest of the backoff (the database is back)."""
+        self._wake.set()
+
     def close(self) -> None:
         """Stop the listener thread and close its connection."""
         self._stop.set()
+        self._wake.set()
         thread = self._thread
         if thread is not None:
             thread.join(timeout=10)
@@ -171,14 +190,20 @@ class ChangeFeed:
                 self._set_connected(False)
                 if self._stop.is_set():
                     return
-                get_logger().warning(
+                # The loss is a change of state, logged once; each failed retry is not.
+                level = "warning" if attempt == 0 else "debug"
+                getattr(get_logger(), level)(
                     "config.watch",
                     outcome="disconnected",
+                    attempt=attempt + 1,
                     error=str(exc).strip().splitlines()[0] if str(exc).strip() else "lost",
                 )
+                if self._on_disconnect is not None:
+                    self._on_disconnect(exc)
                 delay = _RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)]
                 attempt += 1
-                self._stop.wait(delay)
+                self._wake.wait(delay)
+                self._wake.clear()
         self._set_connected(False)
 
     def _listen(self, conn: psycopg.Connection[Any]) -> None:
