@@ -21,6 +21,7 @@ from .errors import (
     PermissionDeniedError,
     SchemaNotReadyError,
     UnexpectedCountError,
+    UnreadableValueError,
 )
 from .feed.cache import CachedConfigDAL
 from .feed.cache_async import AsyncCachedConfigDAL
@@ -75,6 +76,7 @@ __all__ = [
     "SchemaNotReadyError",
     "Subscription",
     "UnexpectedCountError",
+    "UnreadableValueError",
     "configure_logging",
 ]
 

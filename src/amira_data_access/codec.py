@@ -14,6 +14,11 @@ the way and are handled here:
 * Some JSON text PostgreSQL refuses or changes (``\\u0000`` in a string, lone
   surrogates, non-string object keys that ``json`` would silently stringify,
   NaN/Infinity): refused here, before any SQL runs.
+
+Reading, a stored value Python cannot decode (written by raw SQL, say)
+becomes an :class:`UnreadableJson` marker in the driver (:func:`read_json`) and
+then an :class:`~amira_data_access.errors.UnreadableValueError` naming the key
+(:func:`decode_value`), never a ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -25,17 +30,19 @@ import sys
 from decimal import Decimal
 from typing import Any, Final, Literal, get_args
 
-from .errors import InvalidConfigurationError
+from .errors import InvalidConfigurationError, UnreadableValueError
 
 __all__ = [
     "DATA_TYPES",
     "UNSTORABLE_TEXT",
     "DataType",
     "PreparedValue",
+    "UnreadableJson",
     "decode_value",
     "encode_json",
     "infer_data_type",
     "prepare_value",
+    "read_json",
     "validate_actor",
     "validate_description",
     "validate_key",
@@ -284,12 +291,53 @@ def _dump(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def decode_value(value: Any, data_type: str) -> Any:
+class UnreadableJson:
+    """What :func:`read_json` gives, in place of a value, for stored JSON text Python
+    cannot decode; :func:`decode_value` turns it into an error naming the key."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"UnreadableJson({self.reason!r})"
+
+
+def read_json(data: str | bytes, **options: Any) -> Any:
+    """``json.loads`` for values read from the database, which never raises.
+
+    It runs inside the driver (psycopg's jsonb loader) or the in-memory twin,
+    row by row: an exception there would break the whole result, every row of a
+    page, and name no key. So a text nested too deeply for the call stack, or
+    holding a number of more digits than Python converts (both storable by raw
+    SQL), gives an :class:`UnreadableJson` instead.
+    """
+    try:
+        return json.loads(data, **options)
+    except RecursionError:
+        return UnreadableJson("it is nested too deeply for Python to decode")
+    except ValueError as exc:  # an integer of more than 4300 digits, say
+        return UnreadableJson(f"Python cannot decode it ({str(exc).splitlines()[0]})")
+
+
+def decode_value(
+    value: Any, data_type: str, key: str | None = None, *, version: int | None = None
+) -> Any:
     """Turn a value read from the database back into its Python form.
 
     jsonb has one number type; a ``float`` setting whose stored number has no
-    fractional part (written by raw SQL, say) is still returned as a float.
+    fractional part (written by raw SQL, say) is still returned as a float. A
+    value the reader could not decode raises
+    :class:`~amira_data_access.errors.UnreadableValueError` naming ``key`` (and
+    the history ``version``).
     """
+    if value.__class__ is UnreadableJson:
+        where = repr(key) if version is None else f"{key!r} at version {version}"
+        raise UnreadableValueError(
+            f"the stored value of {where} cannot be read: {value.reason}",
+            keys=() if key is None else (key,),
+        )
     if data_type == "float" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value

@@ -32,9 +32,9 @@ from ._compat import Lock, in_thread, sleep
 from .backends.postgres import (
     APPLICATION_NAME,
     IdleTracker,
+    our_rows,
     pool_settings,
     sync_queries,
-    tuple_rows,
 )
 from .codec import validate_prefix
 from .core import operations as ops
@@ -311,8 +311,8 @@ class ConfigTransaction(_Operations):
         self._context = context
 
     def _execute(self, step: Statement[Any]) -> Any:
-        # The caller's connection may use another row factory; our rows are tuples.
-        with tuple_rows(self.connection):
+        # The caller's connection may use another row factory (and json loaders).
+        with our_rows(self.connection):
             return execute(self._queries, self.connection, step)
 
 

@@ -31,8 +31,8 @@ from .backends.postgres import (
     APPLICATION_NAME,
     IdleTracker,
     async_queries,
+    our_rows,
     pool_settings,
-    tuple_rows,
 )
 from .codec import validate_prefix
 from .core import operations as ops
@@ -311,8 +311,8 @@ class AsyncConfigTransaction(_Operations):
         self._context = context
 
     async def _execute(self, step: Statement[Any]) -> Any:
-        # The caller's connection may use another row factory; our rows are tuples.
-        with tuple_rows(self.connection):
+        # The caller's connection may use another row factory (and json loaders).
+        with our_rows(self.connection):
             return await execute(self._queries, self.connection, step)
 
 

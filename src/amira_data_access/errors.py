@@ -15,6 +15,7 @@ Hierarchy::
     ├── DatabaseTimeoutError           a statement or lock wait ran out of time
     ├── PermissionDeniedError          the login role lacks a privilege (42501)
     ├── InvalidConfigurationError      bad input, refused; also a ValueError
+    ├── UnreadableValueError           a stored value Python cannot decode (names the key)
     ├── ConflictError                  the data was not as the caller expected
     │   ├── ConcurrentModificationError    a key's version
     │   └── UnexpectedCountError           how many keys a bulk delete found
@@ -25,7 +26,7 @@ Hierarchy::
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 import psycopg
 import psycopg_pool
@@ -44,6 +45,7 @@ __all__ = [
     "SchemaNotReadyError",
     "ServerRefusal",
     "UnexpectedCountError",
+    "UnreadableValueError",
     "scrub",
     "translate",
 ]
@@ -71,6 +73,22 @@ class PermissionDeniedError(ConfigurationAccessError):
 
 class InvalidConfigurationError(ConfigurationAccessError, ValueError):
     """Bad input (key, value, data type, actor): refused and nothing was written."""
+
+
+class UnreadableValueError(ConfigurationAccessError):
+    """A stored value Python cannot decode: nested too deeply, or a number of too many digits
+    (raw SQL can write those). The other keys are fine.
+
+    ``keys`` are the keys whose value could not be read. When several keys (or
+    revisions) were read at once, ``readable`` is the rest, as the call would
+    have returned it (the list of entries or revisions, or the dict of values);
+    for one key it is None.
+    """
+
+    def __init__(self, message: str, *, keys: Iterable[str], readable: Any = None) -> None:
+        super().__init__(message)
+        self.keys = tuple(dict.fromkeys(keys))
+        self.readable = readable
 
 
 class ConflictError(ConfigurationAccessError):

@@ -14,16 +14,18 @@ from hypothesis import strategies as st
 from amira_data_access.codec import (
     DATA_TYPES,
     PreparedValue,
+    UnreadableJson,
     decode_value,
     encode_json,
     infer_data_type,
     prepare_value,
+    read_json,
     validate_actor,
     validate_description,
     validate_key,
     validate_prefix,
 )
-from amira_data_access.errors import InvalidConfigurationError
+from amira_data_access.errors import InvalidConfigurationError, UnreadableValueError
 
 # Text PostgreSQL can store: no NUL, no lone surrogates.
 storable_text = st.text(
@@ -516,3 +518,21 @@ def test_prepare_value_never_raises_anything_else(value: object, data_type: str 
     assert isinstance(prepared, PreparedValue)
     assert prepared.data_type in DATA_TYPES
     json.loads(prepared.json_text)
+
+
+# --- reading what Python cannot decode ---------------------------------------------------
+
+
+def test_read_json_gives_a_marker_instead_of_raising() -> None:
+    """Too deep for Python, or a number of too many digits: a marker decode_value names."""
+    deep = read_json("[" * 5000 + "]" * 5000)
+    long_number = read_json("1" * 5000)
+    assert isinstance(deep, UnreadableJson)
+    assert "nested too deeply" in deep.reason
+    assert isinstance(long_number, UnreadableJson)
+    assert "digits" in long_number.reason
+    with pytest.raises(
+        UnreadableValueError, match=r"'k' at version 3 cannot be read: it is nested"
+    ):
+        decode_value(deep, "json", "k", version=3)
+    assert read_json(b'{"a": [1]}') == {"a": [1]}

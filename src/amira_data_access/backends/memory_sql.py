@@ -12,7 +12,8 @@ events are the very same code; the contract suite keeps this twin honest.
 
 Values are kept as the JSON text the DALs would send and decoded on every
 read, the way jsonb returns them (object keys in jsonb order, no ``-0.0``), so
-mutating a returned dict never changes the store. A refusal is a
+mutating a returned dict never changes the store; a text Python cannot decode
+reads as :class:`~amira_data_access.codec.UnreadableJson`, as from the driver. A refusal is a
 :class:`~amira_data_access.errors.ServerRefusal` carrying the SQLSTATE and
 constraint PostgreSQL would report, translated like any database error.
 
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
+from ..codec import read_json
 from ..core.statements import (
     AppliedEntryRow,
     DeletedKeyRow,
@@ -145,7 +147,7 @@ def _jsonb_float(text: str) -> float:
 
 
 def _loads(text: str) -> Any:
-    return json.loads(text, object_pairs_hook=_jsonb_object, parse_float=_jsonb_float)
+    return read_json(text, object_pairs_hook=_jsonb_object, parse_float=_jsonb_float)
 
 
 def _text(value: Jsonb) -> str:
