@@ -4,7 +4,7 @@ Public surface (everything else is private and may change):
 """
 
 from .backends.memory_sql import MemoryDatabase
-from .codec import DATA_TYPES, DataType
+from .codec import DATA_TYPES, DataType, ValueLimits
 from .core.retry import RetryPolicy
 from .dal import ConfigDAL, ConfigTransaction
 from .dal_async import AsyncConfigDAL, AsyncConfigTransaction
@@ -35,7 +35,7 @@ from .store_async import AsyncConfigOperations, AsyncConfigStore
 
 # The stores (sync and async: the DAL, the cached DAL, the in-memory fake for unit
 # tests), their transactions and the Protocols they satisfy; what they return; the
-# value types; the errors (all subclasses of ConfigurationAccessError); setup
+# value types and limits; the errors (all subclasses of ConfigurationAccessError); setup
 # helpers for applications.
 __all__ = [
     "DATA_TYPES",
@@ -77,6 +77,7 @@ __all__ = [
     "Subscription",
     "UnexpectedCountError",
     "UnreadableValueError",
+    "ValueLimits",
     "configure_logging",
 ]
 

@@ -15,10 +15,19 @@ the way and are handled here:
   surrogates, non-string object keys that ``json`` would silently stringify,
   NaN/Infinity): refused here, before any SQL runs.
 
-Reading, a stored value Python cannot decode (written by raw SQL, say)
-becomes an :class:`UnreadableJson` marker in the driver (:func:`read_json`) and
-then an :class:`~amira_data_access.errors.UnreadableValueError` naming the key
-(:func:`decode_value`), never a ``RecursionError``.
+One more rule keeps what is stored usable by every reader, also a constraint
+of the table (migrations/0007):
+
+* **Value limits** (:class:`ValueLimits`): a value is at most ``max_bytes`` of
+  JSON text and ``max_depth`` levels deep, so a reader never runs out of stack
+  (or memory) decoding it. Checked by one walk over the value, without
+  recursion and without building its text first, so a 300 MB value is refused
+  as cheaply as a small one.
+
+Reading, a stored value Python cannot decode (written by raw SQL before those
+constraints existed) becomes an :class:`UnreadableJson` marker in the driver
+(:func:`read_json`) and then an :class:`~amira_data_access.errors.UnreadableValueError`
+naming the key (:func:`decode_value`), never a ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final, Literal, get_args
 
@@ -34,19 +45,23 @@ from .errors import InvalidConfigurationError, UnreadableValueError
 
 __all__ = [
     "DATA_TYPES",
+    "DEFAULT_LIMITS",
     "UNSTORABLE_TEXT",
     "DataType",
     "PreparedValue",
     "UnreadableJson",
+    "ValueLimits",
     "decode_value",
     "encode_json",
     "infer_data_type",
+    "json_measure",
     "prepare_value",
     "read_json",
     "validate_actor",
     "validate_description",
     "validate_key",
     "validate_prefix",
+    "value_limits",
 ]
 
 DataType = Literal["str", "int", "float", "bool", "json"]
@@ -140,6 +155,48 @@ def infer_data_type(value: object) -> DataType:
     return "json"
 
 
+@dataclass(frozen=True, slots=True)
+class ValueLimits:
+    """How large and how deeply nested a value may be; checked before anything is sent.
+
+    ``max_bytes`` counts the value's JSON text as PostgreSQL prints it
+    (``octet_length(value::text)``: UTF-8 bytes, with a space after every ``,``
+    and ``:``), default 1 MiB. ``max_depth`` counts arrays and objects inside
+    each other (``1`` is 0 levels, ``[1]`` and ``{}`` are 1, ``{"a": [1]}`` 2),
+    default 64: far from Python's recursion limit, so every reader can decode
+    (and print, compare, export) what was stored.
+
+    The table has the same two limits as constraints (migrations/0007), the
+    values of ``amira_config.max_value_bytes()`` and ``amira_config.max_value_depth()``
+    (1 MiB and 64 unless a DBA redefined them): they bound every client, so a
+    store given larger limits has the database refuse what goes beyond them.
+    """
+
+    max_bytes: int = 1024 * 1024
+    max_depth: int = 64
+
+    def __post_init__(self) -> None:
+        for name, least in (("max_bytes", 1), ("max_depth", 0)):
+            number = getattr(self, name)
+            if isinstance(number, bool) or not isinstance(number, int) or number < least:
+                raise ValueError(f"ValueLimits.{name} must be an int >= {least}, got {number!r}")
+
+
+DEFAULT_LIMITS: Final = ValueLimits()
+
+
+def value_limits(limits: object) -> ValueLimits:
+    """A store's ``limits=`` option: a :class:`ValueLimits`, or None for the defaults."""
+    if limits is None:
+        return DEFAULT_LIMITS
+    if not isinstance(limits, ValueLimits):
+        raise TypeError(f"limits must be a ValueLimits or None, not {type(limits).__name__}")
+    return limits
+
+
+_UNLIMITED: Final = ValueLimits(max_bytes=sys.maxsize, max_depth=sys.maxsize)
+
+
 class PreparedValue:
     """A validated value with its data type and its JSON text, ready to bind."""
 
@@ -151,18 +208,21 @@ class PreparedValue:
         self.json_text = json_text
 
 
-def prepare_value(value: object, data_type: str | None = None) -> PreparedValue:
+def prepare_value(
+    value: object, data_type: str | None = None, *, limits: ValueLimits = DEFAULT_LIMITS
+) -> PreparedValue:
     """Validate ``value`` against ``data_type`` (or infer one) and encode it.
 
     ``float`` accepts an int (not a bool) and stores it as a float. Raises
-    :class:`InvalidConfigurationError` for unknown types, mismatches and anything
-    that is not exactly representable as JSON in PostgreSQL.
+    :class:`InvalidConfigurationError` for unknown types, mismatches, values
+    beyond ``limits`` and anything that is not exactly representable as JSON
+    in PostgreSQL.
     """
     resolved = _resolve_data_type(value, data_type)
     if resolved == "float" and isinstance(value, int) and not isinstance(value, bool):
         value = _int_as_float(value)
     _check_matches(value, resolved)
-    return PreparedValue(value, resolved, encode_json(value))
+    return PreparedValue(value, resolved, encode_json(value, limits))
 
 
 def _int_as_float(value: int) -> float:
@@ -205,63 +265,178 @@ def _check_matches(value: object, data_type: DataType) -> None:
         )
 
 
-def encode_json(value: object) -> str:
+def encode_json(value: object, limits: ValueLimits = DEFAULT_LIMITS) -> str:
     """Encode a JSON value as text PostgreSQL's jsonb stores and returns unchanged.
 
-    Raises :class:`InvalidConfigurationError` for anything else.
+    Raises :class:`InvalidConfigurationError` for anything else, and for a value
+    beyond ``limits`` (saying by how much).
     """
+    scan = _scan(value, limits)
+    if scan.depth > limits.max_depth:
+        raise InvalidConfigurationError(
+            f"value is nested {scan.depth} levels deep, over the limit of "
+            f"{limits.max_depth} by {scan.depth - limits.max_depth}"
+        )
     try:
-        if not _check_json(value, "value"):
-            # Fast path: no float needs special formatting.
-            return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        return _dump(value)
+        if scan.positional:
+            return _dump(value)
+        # No float needs special formatting, and the walk ruled out cycles.
+        return json.dumps(
+            value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=False
+        )
     except RecursionError:
-        raise InvalidConfigurationError("value is nested too deeply or contains itself") from None
+        raise InvalidConfigurationError(
+            f"value ({scan.depth} levels deep) cannot be encoded this deep in the call stack"
+        ) from None
 
 
-def _check_json(value: object, path: str) -> bool:
-    """Raise on values jsonb cannot round-trip; return whether a float needs positional form."""
-    if value is None or isinstance(value, bool):
-        return False
-    if isinstance(value, str):
-        _check_text(value, path)
-        return False
-    if isinstance(value, int):
-        if abs(value) >= _INT_LIMIT:
-            raise InvalidConfigurationError(
-                f"{path}: integer has more than {_MAX_INT_DIGITS - 1} digits"
+def json_measure(value: object) -> tuple[int, int]:
+    """``(bytes, depth)`` of a JSON value as :class:`ValueLimits` counts them: the size of
+    its text as PostgreSQL prints it (``octet_length(value::text)``), and its nesting."""
+    scan = _scan(value, _UNLIMITED)
+    return scan.size, scan.depth
+
+
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    """What the walk over a value found, besides its refusals."""
+
+    size: int  # of the JSON text as PostgreSQL prints it
+    depth: int
+    positional: bool  # a float needs the positional form (see _format_float)
+
+
+_END: Final = object()
+# What json.dumps escapes in ASCII text: controls (NUL among them), '"' and '\'.
+_ASCII_ESCAPED: Final = re.compile('[\x00-\x1f"\\\\]')
+
+
+def _scan(value: object, limits: ValueLimits) -> _Scan:
+    """Walk ``value`` once, without recursion and without building its text: refuse what
+    jsonb cannot round-trip, and the value as soon as its size passes ``limits.max_bytes``.
+
+    The size counted is that of the text PostgreSQL prints (``value::text``):
+    a space after each ``,`` and ``:``, and ``-0.0`` as ``0.0``, since jsonb's
+    numbers have no negative zero. Strings are measured in place; only one that
+    needs escapes or is not ASCII is encoded to measure it, and only when it
+    could still fit, so a value far too large costs no copy.
+    """
+    budget = limits.max_bytes
+    size = depth = 0
+    positional = False
+    iterators: list[Iterator[tuple[Any, Any]]] = []  # one per open list or dict
+    objects: list[bool] = []  # whether each open container is a dict
+    remaining: list[int] = []  # how many items each open container has left
+    trail: list[Any] = []  # the index or name of the item looked at, per open container
+    open_ids: list[int] = []  # the open containers: a value that holds itself is refused
+    item: Any = value
+    while True:
+        if isinstance(item, str):
+            size += _text_size(item, size, budget, trail, key=False)
+        elif item is None or item is True:
+            size += 4
+        elif item is False:
+            size += 5
+        elif isinstance(item, int):
+            if not -_INT_LIMIT < item < _INT_LIMIT:
+                raise _refusal(trail, f"integer has more than {_MAX_INT_DIGITS - 1} digits")
+            size += len(int.__repr__(item))
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise _refusal(trail, "NaN and Infinity are not JSON values")
+            text = float.__repr__(item)
+            if "e" in text:
+                positional = True
+                text = _format_float(item)
+            size += len(text) - (item == 0 and text[0] == "-")  # -0.0 prints 0.0
+        elif isinstance(item, list | dict):
+            if id(item) in open_ids:
+                raise _refusal(trail, "value contains itself")
+            count = len(item)
+            if isinstance(item, dict):
+                size += 4 * count if count else 2  # {}, ': ' after each name, ', ' between
+                iterators.append(iter(item.items()))
+            else:
+                size += 2 * count if count else 2  # [], ', ' between
+                iterators.append(enumerate(item))
+            objects.append(isinstance(item, dict))
+            remaining.append(count)
+            open_ids.append(id(item))
+            trail.append(None)
+            depth = max(depth, len(iterators))
+        else:
+            raise _refusal(
+                trail,
+                f"{type(item).__name__} is not a JSON value "
+                "(use str, int, float, bool, None, list or dict)",
             )
-        return False
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidConfigurationError(f"{path}: NaN and Infinity are not JSON values")
-        return "e" in repr(value)
-    if isinstance(value, list):
-        needs = False
-        for index, item in enumerate(value):
-            needs = _check_json(item, f"{path}[{index}]") or needs
-        return needs
-    if isinstance(value, dict):
-        needs = False
-        for name, item in value.items():
-            if not isinstance(name, str):
-                raise InvalidConfigurationError(
-                    f"{path}: object keys must be str, got {type(name).__name__} {name!r}"
-                )
-            _check_text(name, f"{path} key")
-            needs = _check_json(item, f"{path}[{name!r}]") or needs
-        return needs
-    raise InvalidConfigurationError(
-        f"{path}: {type(value).__name__} is not a JSON value "
-        "(use str, int, float, bool, None, list or dict)"
+        if size > budget:  # exact only if nothing is left to count
+            raise _too_large(size, budget, exact=not any(remaining))
+        # Then the next item of the innermost container that has one left.
+        while iterators:
+            step: Any = next(iterators[-1], _END)
+            if step is _END:
+                iterators.pop()
+                objects.pop()
+                remaining.pop()
+                open_ids.pop()
+                trail.pop()
+                continue
+            name: Any = step[0]
+            item = step[1]
+            remaining[-1] -= 1
+            if objects[-1]:
+                if not isinstance(name, str):
+                    raise _refusal(
+                        trail[:-1], f"object keys must be str, got {type(name).__name__} {name!r}"
+                    )
+                size += _text_size(name, size, budget, trail[:-1], key=True)
+            trail[-1] = name
+            break
+        else:
+            return _Scan(size, depth, positional)
+
+
+def _text_size(text: str, size: int, budget: int, trail: list[Any], *, key: bool) -> int:
+    """The size of a string's JSON text, quotes included (the value has ``size`` so far).
+
+    Each character is at least a byte: a string that cannot fit is refused before it
+    is scanned if far too large (beyond twice the limit), or not ASCII, so a refusal
+    reads at most twice the limit of any string, and copies none.
+    """
+    least = size + len(text) + 2
+    if least > budget and (least > 2 * budget or not text.isascii()):
+        raise _too_large(least, budget, exact=False)
+    if text.isascii():
+        if _ASCII_ESCAPED.search(text) is None:
+            return len(text) + 2  # the common case: no copy, no escape
+        if "\x00" in text:
+            raise _refusal(trail, _UNSTORABLE_PROBLEM, key=key)
+    elif UNSTORABLE_TEXT.search(text):
+        raise _refusal(trail, _UNSTORABLE_PROBLEM, key=key)
+    if least > budget:  # escapes only add to it
+        raise _too_large(least, budget, exact=False)
+    encoded = json.dumps(text, ensure_ascii=False)
+    return len(encoded) if encoded.isascii() else len(encoded.encode("utf-8"))
+
+
+_UNSTORABLE_PROBLEM: Final = (
+    "text contains a NUL character or a lone surrogate, which jsonb cannot store"
+)
+
+
+def _too_large(size: int, budget: int, *, exact: bool) -> InvalidConfigurationError:
+    least = "" if exact else "at least "
+    return InvalidConfigurationError(
+        f"value is {least}{size} bytes of JSON text, over the limit of {budget} "
+        f"by {least}{size - budget}"
     )
 
 
-def _check_text(text: str, path: str) -> None:
-    if UNSTORABLE_TEXT.search(text):
-        raise InvalidConfigurationError(
-            f"{path}: text contains a NUL character or a lone surrogate, which jsonb cannot store"
-        )
+def _refusal(trail: list[Any], problem: str, *, key: bool = False) -> InvalidConfigurationError:
+    """The error for the item at ``trail``: ``value[0]['name']: problem``."""
+    path = "value" + "".join(f"[{step!r}]" for step in trail)
+    return InvalidConfigurationError(f"{path}{' key' if key else ''}: {problem}")
 
 
 def _format_float(value: float) -> str:
@@ -311,7 +486,7 @@ def read_json(data: str | bytes, **options: Any) -> Any:
     row by row: an exception there would break the whole result, every row of a
     page, and name no key. So a text nested too deeply for the call stack, or
     holding a number of more digits than Python converts (both storable by raw
-    SQL), gives an :class:`UnreadableJson` instead.
+    SQL before migrations/0007), gives an :class:`UnreadableJson` instead.
     """
     try:
         return json.loads(data, **options)

@@ -36,7 +36,7 @@ from .backends.postgres import (
     pool_settings,
     sync_queries,
 )
-from .codec import validate_prefix
+from .codec import ValueLimits, validate_prefix, value_limits
 from .core import operations as ops
 from .core.arguments import write_params
 from .core.retry import NO_RETRY, RetryPolicy
@@ -346,7 +346,14 @@ class _Store(_Operations):
                 f"register_defaults takes a mapping of key to value, not {type(defaults).__name__}"
             )
         for key, value in defaults.items():
-            write_params(key, value, data_type=None, description=None, updated_by="-")
+            write_params(
+                key,
+                value,
+                data_type=None,
+                description=None,
+                updated_by="-",
+                limits=self._context.limits,
+            )
         self._context.defaults = {**self._context.defaults, **defaults}
 
     def ensure_defaults(self, *, updated_by: str) -> _EntryList:
@@ -444,7 +451,9 @@ class ConfigDAL(_Store):
     reuse and replaced if the server dropped it. Each call is one statement run
     in autocommit: a transaction around it would only add round trips.
     Transient failures are retried per ``retry`` (see
-    :class:`~amira_data_access.core.retry.RetryPolicy`).
+    :class:`~amira_data_access.core.retry.RetryPolicy`). A value written is at most
+    ``limits`` large and deep (:class:`~amira_data_access.codec.ValueLimits`:
+    1 MiB of JSON text and 64 levels by default; the table's own limits bound them).
 
     Every failure is a :class:`~amira_data_access.errors.ConfigurationAccessError`;
     bad input raises :class:`~amira_data_access.errors.InvalidConfigurationError`
@@ -461,6 +470,7 @@ class ConfigDAL(_Store):
         check_after_idle: float = 1.0,
         retry: RetryPolicy | None = None,
         application_name: str = APPLICATION_NAME,
+        limits: ValueLimits | None = None,
     ) -> None:
         self._settings = settings = pool_settings(
             dsn,
@@ -471,7 +481,9 @@ class ConfigDAL(_Store):
             retry=retry,
             application_name=application_name,
         )
-        self._context = Context(retry=settings.retry, secrets=settings.secrets)
+        self._context = Context(
+            retry=settings.retry, secrets=settings.secrets, limits=value_limits(limits)
+        )
         self._connect_timeout = connect_timeout
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             **settings.pool_kwargs, check=_IdleConnectionCheck(check_after_idle)

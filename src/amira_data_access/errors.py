@@ -77,7 +77,7 @@ class InvalidConfigurationError(ConfigurationAccessError, ValueError):
 
 class UnreadableValueError(ConfigurationAccessError):
     """A stored value Python cannot decode: nested too deeply, or a number of too many digits
-    (raw SQL can write those). The other keys are fine.
+    (raw SQL could write those before migrations/0007). The other keys are fine.
 
     ``keys`` are the keys whose value could not be read. When several keys (or
     revisions) were read at once, ``readable`` is the rest, as the call would
@@ -179,6 +179,14 @@ _PERMISSION_DENIED: Final = "42501"  # insufficient_privilege
 _CONSTRAINT_MESSAGES: Final = {
     "configurations_value_matches_type": (
         "the value does not match the key's stored data_type; pass data_type= to change the type"
+    ),
+    # migrations/0007: what a client configured above the table's limits (or raw SQL) hits.
+    "configurations_value_size": (
+        "the value is larger than the table allows (amira_config.max_value_bytes() bytes "
+        "of JSON text)"
+    ),
+    "configurations_value_depth": (
+        "the value is nested deeper than the table allows (amira_config.max_value_depth())"
     ),
 }
 

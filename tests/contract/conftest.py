@@ -133,32 +133,43 @@ def _server_clock(dsn: str) -> Callable[[], datetime]:
     return now
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "store_options(**options): constructor options of every store under test"
+    )
+
+
 @pytest.fixture(params=STORES)
 def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
-    """Each store implementation in turn, empty, behind the same interface."""
+    """Each store implementation in turn, empty, behind the same interface.
+
+    ``@pytest.mark.store_options(limits=…)`` passes options to every store's constructor.
+    """
     name: str = request.param
+    marker = request.node.get_closest_marker("store_options")
+    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
     if name in ("memory", "async_memory"):
         clock = TickingClock()
-        memory = InMemoryConfigStore(clock=clock)
+        memory = InMemoryConfigStore(clock=clock, **options)
         if name == "memory":
             yield Subject(name, memory, memory.transaction, memory.close, clock, 0.0)
             return
         with asyncio.Runner() as runner:
-            synced = Synced(AsyncInMemoryConfigStore(memory.database), runner)
+            synced = Synced(AsyncInMemoryConfigStore(memory.database, **options), runner)
             store = cast(ConfigStore, synced)
             yield Subject(name, store, synced.transaction, synced.close, clock, 0.0)
         return
     dsn: str = request.getfixturevalue("dsn")  # only database stores need a server
     if name in ("sync_dal", "cached_dal"):
         cls = CachedConfigDAL if name == "cached_dal" else ConfigDAL
-        with cls(dsn, max_size=4) as dal:
+        with cls(dsn, max_size=4, **options) as dal:
             if name in CACHED:
                 assert dal.health().listener_connected, "the cache's feed must be live"
             yield Subject(name, dal, dal.transaction, dal.close, _server_clock(dsn), 0.01)
         return
     with asyncio.Runner() as runner:
         async_cls = AsyncCachedConfigDAL if name == "async_cached_dal" else AsyncConfigDAL
-        async_dal = async_cls(dsn, max_size=4)
+        async_dal = async_cls(dsn, max_size=4, **options)
         runner.run(async_dal.open())
         try:
             if name in CACHED:

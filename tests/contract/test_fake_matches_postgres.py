@@ -78,7 +78,12 @@ values = st.one_of(
     st.integers(-3, 3),
     st.sampled_from([0.5, -2.0, 1e300, 10**20, True, False, None, [1, "x"], {"n": {"m": 1}}]),
 )
-hostile_values = st.sampled_from([float("nan"), (1, 2), b"x", {1: 2}, "nul\x00", 10**5000])
+_too_deep: list[object] = []
+for _ in range(64):
+    _too_deep = [_too_deep]  # 65 levels, one over the limit
+hostile_values = st.sampled_from(
+    [float("nan"), (1, 2), b"x", {1: 2}, "nul\x00", 10**5000, _too_deep, "x" * 2**20]
+)
 any_value = st.one_of(*[values] * 6, hostile_values)
 data_types = st.sampled_from([None] * 6 + ["str", "int", "float", "bool", "json", "yaml", 5])
 versions = st.one_of(

@@ -1,28 +1,43 @@
-"""Hostile values on a real PostgreSQL: reproducers of the reliability issue's defect 5.
+"""Hostile values on a real PostgreSQL: reproducers of the reliability issue's defects 5 and 6.
 
-A row nested 2000 levels deep, written by raw SQL (the table's CHECKs allow it),
-broke ``get``, ``history``, ``get_many``, the whole ``list`` page it was on, and
-``amira-config list/export/get`` (exit 70, a raw ``RecursionError``). Reads now
-raise :class:`~amira_data_access.UnreadableValueError` naming the key, and
-listings go on with the rest and report it.
+* A row nested 2000 levels deep, written by raw SQL before migration 0007 put a
+  limit on depth (its constraints are NOT VALID: rows already there stay), broke
+  ``get``, ``history``, ``get_many``, the whole ``list`` page it was on, and
+  ``amira-config list/export/get`` (exit 70, a raw ``RecursionError``). Reads
+  now raise :class:`~amira_data_access.UnreadableValueError` naming the key, and
+  listings go on with the rest and report it.
+* A 300 MB value was sent in full (24.8 s here) and refused by the server with a
+  generic error; it is now refused before anything is sent, without a copy of it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import TypeVar
+import shutil
+import tracemalloc
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg.rows
 import pytest
+from structlog.testing import capture_logs
 
-from amira_data_access import ConfigDAL, UnreadableValueError
+from amira_data_access import (
+    ConfigDAL,
+    InvalidConfigurationError,
+    UnreadableValueError,
+)
+from amira_data_access._resources import sql_dir
 from amira_data_access.cli import main
+from amira_data_access.migrations import migrate
+from conftest import TestServer
 
 T = TypeVar("T")
 DEEP = "legacy.deep"
-DEEP_TEXT = "[" * 2000 + "]" * 2000  # the table's CHECKs allow it
+DEEP_TEXT = "[" * 2000 + "]" * 2000  # the CHECKs of migrations 0001-0006 allow it
+FIRST_LIMITED = 7  # migrations/0007: the value limits
 
 
 def at_stack_depth(frames: int, call: Callable[[], T]) -> T:
@@ -33,8 +48,16 @@ def at_stack_depth(frames: int, call: Callable[[], T]) -> T:
 
 
 @pytest.fixture
-def legacy_dsn(dsn: str) -> str:
-    """A database with rows written by raw SQL, one of them too deep for Python."""
+def legacy_dsn(pg_server: TestServer, tmp_path: Path) -> Iterator[str]:
+    """A database with rows written by raw SQL before 0007, then migrated to the end."""
+    name = pg_server.create_database()
+    dsn = pg_server.dsn(name)
+    older = tmp_path / "before-limits"
+    older.mkdir()
+    for path in sorted(sql_dir("migrations").glob("*.sql")):
+        if int(path.name[:4]) < FIRST_LIMITED:
+            shutil.copy(path, older)
+    migrate(dsn, directory=older)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO amira_config.configurations (key, value, data_type, updated_by)"
@@ -42,7 +65,11 @@ def legacy_dsn(dsn: str) -> str:
             " ('legacy.z', '\"z\"', 'str', 'dba')",
             (DEEP, DEEP_TEXT),
         )
-    return dsn
+    migrate(dsn)  # the limits apply to new writes; the rows stay
+    try:
+        yield dsn
+    finally:
+        pg_server.drop_database(name)
 
 
 def test_reads_of_a_row_too_deep_to_decode_name_the_key(legacy_dsn: str) -> None:
@@ -122,3 +149,50 @@ def test_the_command_line_lists_and_exports_the_rest_and_reports_it(
     assert code == 4, err
     assert DEEP in json.loads(out)["error"]["message"]
     assert "Traceback" not in err
+
+
+def test_new_rows_too_deep_are_refused_by_the_table(legacy_dsn: str) -> None:
+    """After 0007 raw SQL cannot write what the library refuses (the constraint's name says)."""
+    with (
+        psycopg.connect(legacy_dsn, autocommit=True) as conn,
+        pytest.raises(psycopg.errors.CheckViolation, match="configurations_value_depth"),
+    ):
+        conn.execute(
+            "INSERT INTO amira_config.configurations (key, value, data_type, updated_by)"
+            " VALUES ('legacy.new', %s::jsonb, 'json', 'dba')",
+            (DEEP_TEXT,),
+        )
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda: "x" * 300_000_000, id="one-300-MB-string"),
+        pytest.param(lambda: ["x" * 1_000_000] * 300, id="300-MB-of-shared-strings"),
+    ],
+)
+def test_a_300_mb_value_is_refused_before_anything_is_sent(
+    dsn: str, build: Callable[[], Any]
+) -> None:
+    """Refused in validation (no statement sent), naming key, limit and excess, and without
+    building a copy of it: the refusal allocates almost nothing."""
+    value = build()
+    with ConfigDAL(dsn, max_size=2) as dal:
+        dal.get("warm.up")  # the pool is open: what follows is the refusal alone
+        tracemalloc.start()
+        try:
+            with (
+                capture_logs() as logs,
+                pytest.raises(
+                    InvalidConfigurationError,
+                    match=r"^config\.set 'big\.value': value is (at least )?\d{7,} bytes "
+                    r"of JSON text, over the limit of 1048576 by (at least )?\d+",
+                ),
+            ):
+                dal.set("big.value", value, updated_by="ops")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 1_000_000, f"the refusal allocated {peak} bytes"
+        assert [(e["event"], e["outcome"]) for e in logs] == [("config.set", "invalid")]
+        assert dal.get_entry("big.value") is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 import unicodedata
 from decimal import Decimal
 from typing import Any
@@ -11,13 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from amira_data_access._resources import sql_dir
 from amira_data_access.codec import (
     DATA_TYPES,
+    DEFAULT_LIMITS,
     PreparedValue,
     UnreadableJson,
+    ValueLimits,
     decode_value,
     encode_json,
     infer_data_type,
+    json_measure,
     prepare_value,
     read_json,
     validate_actor,
@@ -518,6 +523,106 @@ def test_prepare_value_never_raises_anything_else(value: object, data_type: str 
     assert isinstance(prepared, PreparedValue)
     assert prepared.data_type in DATA_TYPES
     json.loads(prepared.json_text)
+
+
+# --- value limits: nesting depth and size --------------------------------------------------
+
+
+def nested_lists(depth: int) -> Any:
+    """``depth`` lists, each holding the next: ``[[[]]]`` is 3 deep."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_prepare_value_refuses_a_value_nested_deeper_than_the_default_limit() -> None:
+    """64 levels are accepted; 65, and 500 (once accepted), are refused with how far over."""
+    assert prepare_value(nested_lists(64)).json_text == "[" * 64 + "]" * 64
+    with pytest.raises(InvalidConfigurationError, match=r"65 levels deep.*limit of 64.*by 1"):
+        prepare_value(nested_lists(65))
+    with pytest.raises(InvalidConfigurationError, match=r"500 levels deep.*by 436"):
+        prepare_value({"a": nested_lists(499)})
+
+
+def test_prepare_value_refuses_a_value_larger_than_the_default_limit() -> None:
+    """1 MiB of JSON text (as PostgreSQL prints it) is accepted; one byte more is refused."""
+    limit = 1024 * 1024
+    assert len(prepare_value("x" * (limit - 2)).json_text) == limit  # with its two quotes
+    with pytest.raises(InvalidConfigurationError, match=r"1048577 bytes.*limit of 1048576.*by 1"):
+        prepare_value("x" * (limit - 1))
+    # PostgreSQL prints a space after each ',' and ':', which counts.
+    spaced = ["xxxxxxxxxx"] * (limit // 14)  # '"xxxxxxxxxx", ' is 14 bytes
+    assert len(encode_json(spaced)) < limit
+    with pytest.raises(InvalidConfigurationError, match=r"limit of 1048576"):
+        prepare_value([*spaced, "x" * 100])
+
+
+def test_the_table_has_the_default_limits_of_the_library() -> None:
+    """migrations/0007's limit functions return the defaults of ValueLimits."""
+    sql = (sql_dir("migrations") / "0007_value_limits.sql").read_text()
+    body = "RETURNS integer\nLANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT {} $$"
+    assert f"max_value_bytes() {body.format(DEFAULT_LIMITS.max_bytes)}" in sql
+    assert f"max_value_depth() {body.format(DEFAULT_LIMITS.max_depth)}" in sql
+
+
+@pytest.mark.parametrize(
+    ("value", "size", "depth"),
+    [
+        (1, 1, 0),
+        ("\u00e9\n", 6, 0),  # quotes, 2 bytes of é, 2 of the escape
+        ([], 2, 1),
+        ({"a": [1, 2], "b": None}, len('{"a": [1, 2], "b": null}'), 2),
+        ([-0.0, 1e300], len("[0.0, 1" + "0" * 300 + ".0]"), 1),
+        (nested_lists(5), 10, 5),
+    ],
+)
+def test_json_measure_counts_the_text_postgresql_prints(value: Any, size: int, depth: int) -> None:
+    """Bytes of ``value::text`` (a space after ',' and ':', -0.0 printed 0.0) and depth."""
+    assert json_measure(value) == (size, depth)
+
+
+@pytest.mark.parametrize(
+    ("limits", "problem"),
+    [
+        ({"max_bytes": 0}, "max_bytes"),
+        ({"max_depth": -1}, "max_depth"),
+        ({"max_depth": True}, "max_depth"),
+    ],
+)
+def test_value_limits_must_be_sensible(limits: dict[str, Any], problem: str) -> None:
+    """A store cannot be given limits nothing fits in."""
+    with pytest.raises(ValueError, match=problem):
+        ValueLimits(**limits)
+
+
+def test_a_store_takes_its_own_limits_to_the_encoding() -> None:
+    """Smaller limits refuse earlier, naming them; a nested circular value is refused too."""
+    small = ValueLimits(max_bytes=10, max_depth=1)
+    assert prepare_value([1, 2], limits=small).json_text == "[1,2]"
+    with pytest.raises(InvalidConfigurationError, match="2 levels deep, over the limit of 1 by 1"):
+        prepare_value([[]], limits=small)
+    with pytest.raises(InvalidConfigurationError, match=r"11 bytes .* limit of 10 by 1"):
+        prepare_value("x" * 9, limits=small)
+    loop: dict[str, Any] = {}
+    loop["again"] = [loop]
+    with pytest.raises(
+        InvalidConfigurationError, match=r"value\['a'\]\['again'\]\[0\]: value contains itself"
+    ):
+        prepare_value({"a": loop})
+
+
+def test_a_far_too_large_value_is_refused_without_a_copy() -> None:
+    """A 200 MB string, or 300 MB of one shared string, costs the refusal almost no memory."""
+    for value in ("\u00e9" * 100_000_000, ["x" * 1_000_000] * 300):
+        tracemalloc.start()
+        try:
+            with pytest.raises(InvalidConfigurationError, match="at least"):
+                prepare_value(value)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 100_000, peak
 
 
 # --- reading what Python cannot decode ---------------------------------------------------

@@ -14,7 +14,9 @@ from typing import Any, Final
 from psycopg.types.json import Jsonb
 
 from ..codec import (
+    DEFAULT_LIMITS,
     UNSTORABLE_TEXT,
+    ValueLimits,
     prepare_value,
     validate_actor,
     validate_description,
@@ -60,13 +62,15 @@ def write_params(
     data_type: str | None,
     description: str | None,
     updated_by: str,
+    limits: ValueLimits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
-    """Validate one write and return the parameters of ``upsert_configuration``."""
+    """Validate one write (the value within ``limits``) and return the parameters of
+    ``upsert_configuration``."""
     validate_key(key)
     try:
         validate_actor(updated_by)
         validate_description(description)
-        prepared = prepare_value(value, data_type)
+        prepared = prepare_value(value, data_type, limits=limits)
     except InvalidConfigurationError as exc:
         raise InvalidConfigurationError(f"config.set {key!r}: {exc}") from None
     return {

@@ -187,7 +187,12 @@ def set_value(
     """Create or replace a key, optionally only at an expected version."""
     with ctx.operation("config.set", key, level="info") as op:
         params = write_params(
-            key, value, data_type=data_type, description=description, updated_by=updated_by
+            key,
+            value,
+            data_type=data_type,
+            description=description,
+            updated_by=updated_by,
+            limits=ctx.limits,
         )
         params["reason"] = validate_reason(reason)
         if expected_version is not None:
@@ -243,7 +248,12 @@ def set_default(
     """Insert a key only if absent; the stored entry either way (race-free)."""
     with ctx.operation("config.set_default", key, level="info") as op:
         params = write_params(
-            key, value, data_type=data_type, description=description, updated_by=updated_by
+            key,
+            value,
+            data_type=data_type,
+            description=description,
+            updated_by=updated_by,
+            limits=ctx.limits,
         )
         params["data_type"] = params.pop("inferred_type")
         params["reason"] = None
@@ -281,6 +291,7 @@ def set_many(
                 data_type=item.data_type,
                 description=item.description,
                 updated_by=updated_by,
+                limits=ctx.limits,
             )
             for item in batch
         ]
