@@ -15,14 +15,16 @@ the way and are handled here:
   surrogates, non-string object keys that ``json`` would silently stringify,
   NaN/Infinity): refused here, before any SQL runs.
 
-One more rule keeps what is stored usable by every reader, also a constraint
-of the table (migrations/0007):
+Two more rules keep what is stored usable by every reader, each also a
+constraint of the table (migrations/0007):
 
 * **Value limits** (:class:`ValueLimits`): a value is at most ``max_bytes`` of
   JSON text and ``max_depth`` levels deep, so a reader never runs out of stack
   (or memory) decoding it. Checked by one walk over the value, without
   recursion and without building its text first, so a 300 MB value is refused
   as cheaply as a small one.
+* **The key grammar** (:func:`validate_key`): keys a person can tell apart on a
+  screen: in NFC, without invisible characters, the letters all of one script.
 
 Reading, a stored value Python cannot decode (written by raw SQL before those
 constraints existed) becomes an :class:`UnreadableJson` marker in the driver
@@ -32,10 +34,12 @@ naming the key (:func:`decode_value`), never a ``RecursionError``.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import re
 import sys
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -46,6 +50,8 @@ from .errors import InvalidConfigurationError, UnreadableValueError
 __all__ = [
     "DATA_TYPES",
     "DEFAULT_LIMITS",
+    "KEY_NEUTRAL",
+    "KEY_SCRIPTS",
     "UNSTORABLE_TEXT",
     "DataType",
     "PreparedValue",
@@ -53,14 +59,17 @@ __all__ = [
     "ValueLimits",
     "decode_value",
     "encode_json",
+    "follows_key_grammar",
     "infer_data_type",
     "json_measure",
+    "key_pattern",
     "prepare_value",
     "read_json",
     "validate_actor",
     "validate_description",
     "validate_key",
     "validate_prefix",
+    "validate_stored_key",
     "value_limits",
 ]
 
@@ -83,35 +92,214 @@ _FORBIDDEN_KEY_CHARACTERS: Final = re.compile(
 # Text PostgreSQL cannot store: NUL, and surrogates (not encodable as UTF-8).
 UNSTORABLE_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
 
+# -- the key grammar (README "Values and types"; migrations/0007 has the same ranges) --
+#
+# A key is NFC text of: ASCII digits and punctuation (KEY_NEUTRAL), and the letters
+# of ONE script of KEY_SCRIPTS (the ASCII letters are Latin). An allowlist, not a
+# blocklist, so that every invisible character (format and bidi controls, variation
+# selectors, fillers, blanks) is out without listing them, and so that PostgreSQL,
+# which has no Unicode categories, checks the very same ranges.
+#
+# * Letters only, all precomposed: no combining marks (no stacked or invisible
+#   ones); with NFC, 'é' has one spelling.
+# * One script per key: 'amira.chat.tone' spelt with a Cyrillic o (U+043E) is
+#   refused, so a lookalike cannot sit beside the real key (nor be read instead).
+# * Left out on purpose: right-to-left scripts (their letters reorder around '.'
+#   and '/' on screen, so two keys can show the same), fullwidth forms, symbols,
+#   punctuation outside ASCII (U+2212 MINUS SIGN looks like '-'), and the Latin
+#   click letters U+01C0-U+01C3 (they look like '|', '||', '!').
+KEY_NEUTRAL: Final[tuple[tuple[int, int], ...]] = ((0x21, 0x40), (0x5B, 0x60), (0x7B, 0x7E))
+KEY_SCRIPTS: Final[dict[str, tuple[tuple[int, int], ...]]] = {
+    "Latin": (
+        (0x41, 0x5A),  # A-Z
+        (0x61, 0x7A),  # a-z
+        (0xC0, 0xD6),  # Latin-1 letters (not the multiplication and division signs)
+        (0xD8, 0xF6),
+        (0xF8, 0x1BF),  # … Latin Extended-A and -B, but the click letters
+        (0x1C4, 0x24F),
+        (0x1E00, 0x1EFF),  # Latin Extended Additional (Vietnamese…)
+    ),
+    "Greek": (
+        (0x386, 0x386),  # the modern Greek letters, with tonos and dialytika
+        (0x388, 0x38A),
+        (0x38C, 0x38C),
+        (0x38E, 0x3A1),
+        (0x3A3, 0x3CE),
+    ),
+    "Cyrillic": ((0x400, 0x481), (0x48A, 0x52F)),  # not the combining marks between
+    "Han/Kana": (  # Chinese and Japanese, written together
+        (0x3005, 0x3007),  # the iteration mark, closing mark and ideographic zero
+        (0x3041, 0x3096),  # Hiragana
+        (0x309D, 0x309F),
+        (0x30A1, 0x30FA),  # Katakana
+        (0x30FC, 0x30FF),  # the prolonged sound mark and the iteration marks
+        (0x3400, 0x4DBF),  # CJK Unified Ideographs Extension A
+        (0x4E00, 0x9FFF),  # CJK Unified Ideographs
+    ),
+    "Hangul": ((0xAC00, 0xD7A3),),  # the precomposed syllables
+}
 
-def validate_key(key: object) -> str:
-    """Return ``key`` if it is a valid configuration key, else raise.
 
-    A key is 1 to 255 characters with no whitespace or control characters.
-    """
+def key_pattern(ranges: tuple[tuple[int, int], ...]) -> str:
+    """A regular-expression bracket body for code point ranges (sorted, adjacent ones
+    merged), in escapes both Python's ``re`` and PostgreSQL read (``\\x21-\\x7e\\u00c0``)."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(last, merged[-1][1]))
+        else:
+            merged.append((first, last))
+    parts = []
+    for first, last in merged:
+        low = f"\\x{first:02x}" if first < 0x80 else f"\\u{first:04x}"
+        high = f"\\x{last:02x}" if last < 0x80 else f"\\u{last:04x}"
+        parts.append(low if first == last else f"{low}-{high}")
+    return "".join(parts)
+
+
+# Each script's keys, neutral characters included: a key must fully match one of them.
+_ONE_SCRIPT: Final = {
+    script: re.compile(f"[{key_pattern(KEY_NEUTRAL + ranges)}]+")
+    for script, ranges in KEY_SCRIPTS.items()
+}
+_ALLOWED: Final = tuple(sorted(r for ranges in KEY_SCRIPTS.values() for r in ranges))
+_OUTSIDE_GRAMMAR: Final = re.compile(f"[^{key_pattern(KEY_NEUTRAL + _ALLOWED)}]")
+# The script of a letter: bisect over the ranges' starts.
+_SCRIPT_RANGES: Final = sorted(
+    (first, last, script) for script, ranges in KEY_SCRIPTS.items() for first, last in ranges
+)
+_SCRIPT_STARTS: Final = [first for first, _, _ in _SCRIPT_RANGES]
+# What shows as nothing, besides the format characters (Cf): variation selectors,
+# the combining grapheme joiner, Hangul fillers, the blank Braille pattern.
+_INVISIBLE: Final = re.compile(
+    "[\u034f\u115f\u1160\u180b-\u180d\u2800\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
+)
+
+
+def _describe(char: str) -> str:
+    """``U+200F RIGHT-TO-LEFT MARK``: a character as a person can look it up."""
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X} {name}" if name else f"U+{ord(char):04X}"
+
+
+def _script_of(char: str) -> str | None:
+    code = ord(char)
+    index = bisect.bisect_right(_SCRIPT_STARTS, code) - 1
+    if index >= 0 and code <= _SCRIPT_RANGES[index][1]:
+        return _SCRIPT_RANGES[index][2]
+    return None
+
+
+def _check_basics(key: object, what: str) -> str:
+    """The rules of migrations/0001: a str, 1 to 255 characters, no whitespace or control."""
     if not isinstance(key, str):
-        raise InvalidConfigurationError(f"key must be a str, not {type(key).__name__}")
+        raise InvalidConfigurationError(f"{what} must be a str, not {type(key).__name__}")
     if not 1 <= len(key) <= MAX_KEY_LENGTH:
         raise InvalidConfigurationError(
-            f"key must be 1 to {MAX_KEY_LENGTH} characters long, got {len(key)}"
+            f"{what} must be 1 to {MAX_KEY_LENGTH} characters long, got {len(key)}"
         )
     bad = _FORBIDDEN_KEY_CHARACTERS.search(key)
     if bad:
         raise InvalidConfigurationError(
-            f"key {key[:40]!r} contains a whitespace or control character "
+            f"{what} {key[:40]!r} contains a whitespace or control character "
             f"(U+{ord(bad.group()):04X} at position {bad.start()})"
         )
     return key
 
 
+def _check_grammar(text: str, what: str) -> None:
+    """NFC, only the characters of the grammar, the letters of one script (non-ASCII text)."""
+    if not unicodedata.is_normalized("NFC", text):
+        normal = unicodedata.normalize("NFC", text)
+        start = next(i for i, (a, b) in enumerate(zip(text, normal, strict=False)) if a != b)
+        end = 0  # the common end of both spellings
+        while end < len(normal) - start and text[-1 - end] == normal[-1 - end]:
+            end += 1
+        written = " ".join(f"U+{ord(c):04X}" for c in text[start : len(text) - end])
+        composed = " ".join(f"U+{ord(c):04X}" for c in normal[start : len(normal) - end])
+        raise InvalidConfigurationError(
+            f"{what} {text!r} is not in Unicode NFC form ({written} at position {start} "
+            f"is {composed} in NFC, which looks the same): write it as {normal!r}"
+        )
+    bad = _OUTSIDE_GRAMMAR.search(text)
+    if bad:
+        char = bad.group()
+        if unicodedata.category(char) == "Cf" or _INVISIBLE.match(char):
+            kind = "an invisible or formatting character"
+        elif unicodedata.category(char).startswith("M"):
+            kind = "a combining mark"
+        else:
+            kind = "a character outside the key grammar"
+        raise InvalidConfigurationError(
+            f"{what} {text[:40]!r} contains {kind} ({_describe(char)} at position "
+            f"{bad.start()}): keys hold ASCII letters, digits and punctuation, and the "
+            f"letters of one of {', '.join(KEY_SCRIPTS)}"
+        )
+    if any(pattern.fullmatch(text) for pattern in _ONE_SCRIPT.values()):
+        return
+    first: str | None = None
+    for position, char in enumerate(text):
+        script = _script_of(char)
+        if script is None:
+            continue
+        if first is None:
+            first = script
+        elif script != first:
+            raise InvalidConfigurationError(
+                f"{what} {text!r} mixes letters of two scripts, {first} and {script} "
+                f"({_describe(char)} at position {position}): "
+                f"a {what}'s letters must all be of one script"
+            )
+    raise AssertionError(f"{text!r} is in one script but matched none")  # pragma: no cover
+
+
+def follows_key_grammar(text: str) -> bool:
+    """Whether ``text`` holds only the characters of the key grammar, with the letters of
+    one script (the CHECK configurations_key_grammar; NFC is checked on its own)."""
+    return any(pattern.fullmatch(text) for pattern in _ONE_SCRIPT.values())
+
+
+def validate_key(key: object) -> str:
+    """Return ``key`` if it is a valid configuration key, else raise.
+
+    A key is 1 to 255 characters, in Unicode NFC, of ASCII letters, digits and
+    punctuation (not the space) and the letters of one script of
+    :data:`KEY_SCRIPTS` (the ASCII letters count as Latin). Anything else is
+    refused: whitespace, control and invisible characters, combining marks,
+    symbols, letters of two scripts.
+    """
+    _check_basics(key, "key")
+    assert isinstance(key, str)  # for mypy: _check_basics returned it
+    if not key.isascii():  # ASCII without whitespace or control: the grammar holds
+        _check_grammar(key, "key")
+    return key
+
+
+def validate_stored_key(key: object) -> str:
+    """Return ``key`` if the table could hold it before the key grammar, else raise.
+
+    For ``delete`` and ``list(after=…)``: a key stored before migrations/0007
+    that breaks the grammar can still be paged past and removed.
+    """
+    return _check_basics(key, "key")
+
+
 def validate_prefix(prefix: object) -> str:
-    """Return ``prefix`` (the start of keys to list; may be empty) if valid, else raise."""
+    """Return ``prefix`` (the start of keys to list; may be empty) if valid, else raise.
+
+    A prefix follows the key grammar as far as it goes: no valid key starts with
+    a prefix that breaks it, so such a prefix is a mistake worth a message.
+    """
     if not isinstance(prefix, str) or len(prefix) > MAX_KEY_LENGTH:
         raise InvalidConfigurationError(
             f"prefix must be a str of at most {MAX_KEY_LENGTH} characters"
         )
     if UNSTORABLE_TEXT.search(prefix):
         raise InvalidConfigurationError("prefix contains a NUL character or a lone surrogate")
+    if prefix:
+        _check_basics(prefix, "prefix")
+        if not prefix.isascii():
+            _check_grammar(prefix, "prefix")
     return prefix
 
 

@@ -188,6 +188,10 @@ _CONSTRAINT_MESSAGES: Final = {
     "configurations_value_depth": (
         "the value is nested deeper than the table allows (amira_config.max_value_depth())"
     ),
+    "configurations_key_nfc": "the key is not in Unicode NFC form",
+    "configurations_key_grammar": (
+        "the key has a character outside the key grammar, or letters of two scripts"
+    ),
 }
 
 

@@ -70,7 +70,10 @@ def _resolve(value: Any, prefix: str) -> Any:
 # -- what the calls are made of ---------------------------------------------------------
 
 keys = st.sampled_from([Key(slot) for slot in SLOTS])
-bad_keys = st.sampled_from(["", "has space", 5, None, ["x"], "x" * 256])
+bad_keys = st.sampled_from(
+    # ... and keys a person cannot tell from others: a Cyrillic o, e + U+0301, a bidi mark
+    ["", "has space", 5, None, ["x"], "x" * 256, "t\u043ene", "caf" + "e\u0301", "to\u200fne"]
+)
 # Mostly valid arguments, so that sequences build up state to disagree about.
 any_key = st.one_of(*[keys] * 6, bad_keys)
 values = st.one_of(

@@ -37,7 +37,8 @@ from conftest import TestServer
 T = TypeVar("T")
 DEEP = "legacy.deep"
 DEEP_TEXT = "[" * 2000 + "]" * 2000  # the CHECKs of migrations 0001-0006 allow it
-FIRST_LIMITED = 7  # migrations/0007: the value limits
+LOOKALIKE = "old.to\u200fne"  # a RIGHT-TO-LEFT MARK inside: allowed before 0007
+FIRST_LIMITED = 7  # migrations/0007: the value limits and the key grammar
 
 
 def at_stack_depth(frames: int, call: Callable[[], T]) -> T:
@@ -62,8 +63,9 @@ def legacy_dsn(pg_server: TestServer, tmp_path: Path) -> Iterator[str]:
         conn.execute(
             "INSERT INTO amira_config.configurations (key, value, data_type, updated_by)"
             " VALUES ('legacy.a', '1', 'int', 'dba'), (%s, %s::jsonb, 'json', 'dba'),"
-            " ('legacy.z', '\"z\"', 'str', 'dba')",
-            (DEEP, DEEP_TEXT),
+            " ('legacy.z', '\"z\"', 'str', 'dba'), (%s, '1', 'int', 'dba'),"
+            " ('old.z', '2', 'int', 'dba')",
+            (DEEP, DEEP_TEXT, LOOKALIKE),
         )
     migrate(dsn)  # the limits apply to new writes; the rows stay
     try:
@@ -149,6 +151,21 @@ def test_the_command_line_lists_and_exports_the_rest_and_reports_it(
     assert code == 4, err
     assert DEEP in json.loads(out)["error"]["message"]
     assert "Traceback" not in err
+
+
+def test_a_key_stored_before_the_grammar_is_listed_and_can_be_deleted(legacy_dsn: str) -> None:
+    """Reading it by name is refused (a lookalike must not answer for another key), but it
+    is listed, can be paged past, and deleted, so the constraint can then be validated."""
+    with ConfigDAL(legacy_dsn, max_size=2) as dal:
+        assert [e.key for e in dal.list("old.")] == [LOOKALIKE, "old.z"]
+        assert [e.key for e in dal.list("old.", after=LOOKALIKE)] == ["old.z"]
+        with pytest.raises(InvalidConfigurationError, match="invisible"):
+            dal.get(LOOKALIKE)
+        with pytest.raises(InvalidConfigurationError, match="invisible"):
+            dal.set(LOOKALIKE, 2, updated_by="dba")
+        assert dal.delete(LOOKALIKE, deleted_by="dba")
+        assert dal.delete_many([LOOKALIKE, "old.z"], deleted_by="dba") == ["old.z"]
+        assert dal.list("old.") == []
 
 
 def test_new_rows_too_deep_are_refused_by_the_table(legacy_dsn: str) -> None:

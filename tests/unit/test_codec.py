@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tracemalloc
 import unicodedata
 from decimal import Decimal
@@ -16,6 +17,8 @@ from amira_data_access._resources import sql_dir
 from amira_data_access.codec import (
     DATA_TYPES,
     DEFAULT_LIMITS,
+    KEY_NEUTRAL,
+    KEY_SCRIPTS,
     PreparedValue,
     UnreadableJson,
     ValueLimits,
@@ -23,6 +26,7 @@ from amira_data_access.codec import (
     encode_json,
     infer_data_type,
     json_measure,
+    key_pattern,
     prepare_value,
     read_json,
     validate_actor,
@@ -199,15 +203,33 @@ def test_validate_description_refuses_bad_values(description: object) -> None:
         validate_description(description)
 
 
-@pytest.mark.parametrize("prefix", ["", "app.", "a b", "x" * 255])
-def test_validate_prefix_accepts_storable_text(prefix: str) -> None:
-    """A prefix may be empty and may hold any storable text up to 255 characters."""
+@pytest.mark.parametrize(
+    "prefix", ["", "app.", "a%_", "x" * 255, "mod\u00e8le.", "\u043a\u043b\u044e\u0447.", "\u8a2d"]
+)
+def test_validate_prefix_accepts_the_start_of_a_key(prefix: str) -> None:
+    """A prefix may be empty, else is the start of a key, up to 255 characters."""
     assert validate_prefix(prefix) == prefix
 
 
-@pytest.mark.parametrize("prefix", [None, 1, b"app", "x" * 256, "a\x00", "\ud800"])
-def test_validate_prefix_refuses_bad_values(prefix: object) -> None:
-    """Non-str, too long, NUL- or surrogate-containing prefixes are refused."""
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        None,
+        1,
+        b"app",
+        "x" * 256,
+        "a\x00",
+        "\ud800",
+        "a b",
+        "app\t",
+        "amira.chat.t\u043e",  # Latin and Cyrillic
+        "amira\u200f.",
+        "caf" + "e\u0301",
+    ],
+)
+def test_validate_prefix_refuses_what_no_key_can_start_with(prefix: object) -> None:
+    """Non-str, too long, unstorable prefixes, and those breaking the key grammar (no
+    valid key starts with them: a typo worth saying) are refused."""
     with pytest.raises(InvalidConfigurationError):
         validate_prefix(prefix)
 
@@ -525,6 +547,136 @@ def test_prepare_value_never_raises_anything_else(value: object, data_type: str 
     json.loads(prepared.json_text)
 
 
+# --- the key grammar: keys a person can tell apart ------------------------------------------
+
+# Invisible or reordering characters: format and bidi controls (Cf), variation selectors,
+# the combining grapheme joiner, fillers and blanks that render as nothing.
+INVISIBLE_CHARACTERS = [
+    "\u200c",  # ZERO WIDTH NON-JOINER
+    "\u200d",  # ZERO WIDTH JOINER
+    "\u200e",  # LEFT-TO-RIGHT MARK
+    "\u200f",  # RIGHT-TO-LEFT MARK
+    "\u202a",  # LEFT-TO-RIGHT EMBEDDING
+    "\u202e",  # RIGHT-TO-LEFT OVERRIDE
+    "\u2060",  # WORD JOINER
+    "\u2066",  # LEFT-TO-RIGHT ISOLATE
+    "\u00ad",  # SOFT HYPHEN
+    "\u061c",  # ARABIC LETTER MARK
+    "\u180e",  # MONGOLIAN VOWEL SEPARATOR
+    "\ufe0f",  # VARIATION SELECTOR-16
+    "\u034f",  # COMBINING GRAPHEME JOINER
+    "\u3164",  # HANGUL FILLER
+    "\u115f",  # HANGUL CHOSEONG FILLER
+    "\u2800",  # BRAILLE PATTERN BLANK
+    "\U000e0041",  # TAG LATIN CAPITAL LETTER A
+    "\U000e0100",  # VARIATION SELECTOR-17
+]
+
+
+@pytest.mark.parametrize("char", INVISIBLE_CHARACTERS)
+def test_validate_key_refuses_invisible_characters(char: str) -> None:
+    """A key with a character that shows as nothing (or reorders the text) is refused."""
+    with pytest.raises(InvalidConfigurationError, match=rf"U\+{ord(char):04X}"):
+        validate_key(f"amira.chat{char}.tone")
+
+
+def test_validate_key_refuses_keys_not_in_nfc() -> None:
+    """'e' + COMBINING ACUTE ACCENT is refused, naming the NFC form to write instead."""
+    decomposed = "amira.caf" + "e\u0301"
+    with pytest.raises(InvalidConfigurationError, match="NFC") as refused:
+        validate_key(decomposed)
+    assert repr(unicodedata.normalize("NFC", decomposed)) in str(refused.value)
+    assert validate_key("amira.caf\u00e9") == "amira.caf\u00e9"
+
+
+@pytest.mark.parametrize(
+    ("key", "scripts"),
+    [
+        ("amira.chat.t\u043ene", "Latin and Cyrillic"),  # a Cyrillic o among Latin letters
+        ("\u0430mira", "Cyrillic and Latin"),
+        ("amira.\u03bfk", "Latin and Greek"),  # Greek omicron
+        ("\u043a\u043b\u044e\u0447.\u03ba", "Cyrillic and Greek"),
+        ("amira.\u65e5\u672c", "Latin and Han/Kana"),
+        ("\uc124\uc815.\u65e5", "Hangul and Han/Kana"),
+    ],
+)
+def test_validate_key_refuses_letters_of_two_scripts(key: str, scripts: str) -> None:
+    """Letters of two scripts in one key are refused, naming both and the first intruder."""
+    with pytest.raises(InvalidConfigurationError, match=scripts):
+        validate_key(key)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "amira.chat.tone",
+        "Feature/Flag-1_x:y@z#1",
+        "mod\u00e8le.\u00e9t\u00e9.\u0153uvre",  # Latin with accents
+        "vi\u1ec7t.nam",  # Latin Extended Additional
+        "\u043a\u043b\u044e\u0447.\u0442\u043e\u043d-2",  # Cyrillic, digits and punctuation
+        "\u0395\u03bb\u03bb\u03b7\u03bd\u03b9\u03ba\u03ac.1",  # Greek
+        "\u8a2d\u5b9a.\u30ad\u30fc.\u3072\u3089\u304c\u306a",  # Japanese: Han, Katakana, Hiragana
+        "\u4eba\u3005",  # the ideographic iteration mark
+        "\uc124\uc815.\uac12",  # Hangul
+    ],
+)
+def test_validate_key_accepts_keys_of_one_script(key: str) -> None:
+    """Letters of one supported script, with ASCII digits and punctuation, are accepted."""
+    assert validate_key(key) is key
+
+
+@pytest.mark.parametrize(
+    "char",
+    [
+        "\u01c3",  # LATIN LETTER RETROFLEX CLICK, which looks like '!'
+        "\u05d0",  # HEBREW LETTER ALEF: right-to-left scripts reorder around '.'
+        "\u0627",  # ARABIC LETTER ALEF
+        "\uff54",  # FULLWIDTH LATIN SMALL LETTER T
+        "\u00d7",  # MULTIPLICATION SIGN
+        "\u2212",  # MINUS SIGN, which looks like '-'
+        "\ue000",  # a private-use character
+        "\U0001f600",  # an emoji
+    ],
+)
+def test_validate_key_refuses_characters_outside_the_grammar(char: str) -> None:
+    """Characters outside the key grammar are refused by code point, even visible ones."""
+    with pytest.raises(InvalidConfigurationError, match=rf"U\+{ord(char):04X}"):
+        validate_key(f"amira.{char}")
+
+
+_INTERESTING_KEY_CHARACTERS = st.sampled_from(
+    [*INVISIBLE_CHARACTERS, "a", ".", "\u00e9", "e\u0301", "\u043e", "\u03bf", "\u65e5", "\uac12"]
+)
+
+
+@given(st.lists(st.text(max_size=4) | _INTERESTING_KEY_CHARACTERS, max_size=8).map("".join))
+def test_an_accepted_key_is_visible_nfc_text_of_one_script(key: str) -> None:
+    """Whatever text comes in, an accepted key is NFC, has no invisible character and no
+    character of a category a person cannot see or place (controls, formats, marks, spaces,
+    private use, unassigned)."""
+    try:
+        validate_key(key)
+    except InvalidConfigurationError:
+        return
+    assert unicodedata.is_normalized("NFC", key)
+    for char in key:
+        assert unicodedata.category(char)[0] not in "CMZ", repr(char)
+
+
+def test_the_table_checks_the_same_key_grammar_as_the_library() -> None:
+    """migrations/0007 holds, script by script, the very ranges of codec.KEY_SCRIPTS."""
+    sql = (sql_dir("migrations") / "0007_value_limits_and_key_grammar.sql").read_text()
+    patterns = re.findall(r"key ~ '\^\[(.*?)\]\+\$'  -- (\S+)", sql)
+    assert patterns == [
+        (key_pattern(KEY_NEUTRAL + ranges), script) for script, ranges in KEY_SCRIPTS.items()
+    ]
+
+
+def test_key_patterns_merge_adjacent_ranges_in_escapes_both_engines_read() -> None:
+    """Sorted, merged, ``\\xhh`` below U+0080 and ``\\uhhhh`` above."""
+    assert key_pattern(((0x61, 0x7A), (0x21, 0x60), (0x3A3, 0x3A3))) == r"\x21-\x7a\u03a3"
+
+
 # --- value limits: nesting depth and size --------------------------------------------------
 
 
@@ -560,7 +712,7 @@ def test_prepare_value_refuses_a_value_larger_than_the_default_limit() -> None:
 
 def test_the_table_has_the_default_limits_of_the_library() -> None:
     """migrations/0007's limit functions return the defaults of ValueLimits."""
-    sql = (sql_dir("migrations") / "0007_value_limits.sql").read_text()
+    sql = (sql_dir("migrations") / "0007_value_limits_and_key_grammar.sql").read_text()
     body = "RETURNS integer\nLANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT {} $$"
     assert f"max_value_bytes() {body.format(DEFAULT_LIMITS.max_bytes)}" in sql
     assert f"max_value_depth() {body.format(DEFAULT_LIMITS.max_depth)}" in sql

@@ -30,6 +30,7 @@ import itertools
 import json
 import re
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
-from ..codec import DEFAULT_LIMITS, read_json
+from ..codec import DEFAULT_LIMITS, follows_key_grammar, read_json
 from ..core.statements import (
     AppliedEntryRow,
     DeletedKeyRow,
@@ -182,9 +183,13 @@ def _printed_measure(text: str) -> tuple[int, int]:
 
 
 def _check_constraints(key: str, text: str, data_type: str) -> None:
-    """The CHECK constraints of a new row the operations do not already rule out (the
-    value limits checked before sending are the store's own, which may be larger), by
-    name, the order PostgreSQL checks them in."""
+    """The CHECK constraints of a new row the operations do not already rule out (the key
+    grammar is also checked before sending, the value limits are the store's own, which
+    may be larger), by name, the order PostgreSQL checks them in."""
+    if not follows_key_grammar(key):
+        raise _violates("configurations_key_grammar")
+    if not unicodedata.is_normalized("NFC", key):
+        raise _violates("configurations_key_nfc")
     size, depth = _printed_measure(text)
     if depth > TABLE_LIMITS.max_depth:
         raise _violates("configurations_value_depth")

@@ -18,7 +18,13 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
-from ..codec import decode_value, validate_actor, validate_key, validate_prefix
+from ..codec import (
+    decode_value,
+    validate_actor,
+    validate_key,
+    validate_prefix,
+    validate_stored_key,
+)
 from ..entries import ConfigEntry, ConfigItem, ConfigRevision, entry_from_row, revision_from_row
 from ..errors import (
     ConcurrentModificationError,
@@ -317,7 +323,7 @@ def delete(
 ) -> Steps[bool]:
     """Delete a key (its history stays), optionally only at an expected version."""
     with ctx.operation("config.delete", key, level="info") as op:
-        validate_key(key)
+        validate_stored_key(key)  # a key stored before the key grammar can be removed
         validate_actor(deleted_by, field="deleted_by")
         reason = validate_reason(reason)
         op.note(deleted_by=deleted_by)
@@ -362,7 +368,7 @@ def delete_many(
 ) -> Steps[list[str]]:
     """Delete the existing keys among ``keys``: all or nothing, one revision."""
     with ctx.operation("config.delete_many", level="info") as op:
-        wanted = key_list(keys, what="delete_many", maximum=MAX_BATCH)
+        wanted = key_list(keys, what="delete_many", maximum=MAX_BATCH, stored=True)
         validate_actor(deleted_by, field="deleted_by")
         reason = validate_reason(reason)
         validate_count(expected_count)

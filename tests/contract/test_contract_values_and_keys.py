@@ -1,10 +1,12 @@
-"""Values every reader can decode: the same on every store.
+"""Keys a person can tell apart, and values every reader can decode: the same on every store.
 
-A value is at most ``max_bytes`` of JSON text and ``max_depth`` levels deep
-(:class:`~amira_data_access.ValueLimits`, 1 MiB and 64 by default), refused
-before anything is sent, naming the key, the limit and how far over it the
-value is; and the table's constraints (mirrored by the in-memory twin) refuse
-what a store configured above them lets through.
+A key follows the key grammar (NFC, no invisible character, the letters of one
+script; see README "Values and types"); a value is at most ``max_bytes`` of
+JSON text and ``max_depth`` levels deep (:class:`~amira_data_access.ValueLimits`,
+1 MiB and 64 by default). Both are refused before anything is sent, naming the
+key, the limit and how far over it the value is; and the table's constraints
+(mirrored by the in-memory twin) refuse what a store configured above them
+lets through.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from amira_data_access import InvalidConfigurationError, ValueLimits
+from amira_data_access import ConfigItem, InvalidConfigurationError, ValueLimits
 
 from .conftest import Subject
 
@@ -36,6 +38,59 @@ def at_stack_depth(frames: int, call: Callable[[], T]) -> T:
     if frames <= 0:
         return call()
     return at_stack_depth(frames - 1, call)
+
+
+LOOKALIKE_KEYS = [
+    pytest.param("amira.chat.t\u043ene", id="cyrillic-o-among-latin"),
+    pytest.param("amira.chat.caf" + "e\u0301", id="not-nfc"),
+    pytest.param("amira.chat\u200f.tone", id="right-to-left-mark"),
+    pytest.param("amira.chat.\u202etone", id="right-to-left-override"),
+    pytest.param("amira.chat.to\u00adne", id="soft-hyphen"),
+    pytest.param("amira.chat.to\u200cne", id="zero-width-non-joiner"),
+    pytest.param("amira.chat.to\u2060ne", id="word-joiner"),
+    pytest.param("amira.chat.\u2066tone", id="left-to-right-isolate"),
+]
+
+
+@pytest.mark.parametrize("key", LOOKALIKE_KEYS)
+def test_keys_a_person_cannot_tell_apart_are_refused(subject: Subject, key: str) -> None:
+    """Writes and reads of a key that looks like another are refused: nothing is stored, and
+    a read does not quietly answer the default of a key nobody wrote."""
+    store = subject.store
+    store.set("amira.chat.tone", "formal", updated_by="ops")
+    attempts = [
+        lambda: store.set(key, "casual", updated_by="ops"),
+        lambda: store.set_default(key, "casual", updated_by="ops"),
+        lambda: store.set_many([ConfigItem(key, "casual")], updated_by="ops"),
+        lambda: store.get(key, default="casual"),
+        lambda: store.get_entry(key),
+        lambda: store.get_many([key]),
+        lambda: store.list(key),
+    ]
+    for attempt in attempts:
+        with pytest.raises(InvalidConfigurationError, match=r"^(key|prefix) "):
+            attempt()
+    assert [e.key for e in store.list()] == ["amira.chat.tone"]
+
+
+def test_the_message_names_the_intruding_character_and_the_scripts(subject: Subject) -> None:
+    """What the refusal says is part of the contract: people read it to fix the key."""
+    with pytest.raises(InvalidConfigurationError) as refused:
+        subject.store.set("amira.chat.t\u043ene", 1, updated_by="ops")
+    assert str(refused.value) == (
+        "key 'amira.chat.t\u043ene' mixes letters of two scripts, Latin and Cyrillic "
+        "(U+043E CYRILLIC SMALL LETTER O at position 12): "
+        "a key's letters must all be of one script"
+    )
+
+
+def test_keys_of_one_script_are_stored_and_listed_in_code_point_order(subject: Subject) -> None:
+    """Single-script keys of each supported script round-trip, in byte (code point) order."""
+    store = subject.store
+    keys = ["amira.caf\u00e9", "\u043a\u043b\u044e\u0447", "\u8a2d\u5b9a.\u30ad\u30fc", "\uac12"]
+    for key in keys:
+        store.set(key, key, updated_by="ops")
+    assert [(e.key, e.value) for e in store.list()] == [(k, k) for k in sorted(keys)]
 
 
 def test_a_value_nested_deeper_than_the_limit_is_refused(subject: Subject) -> None:

@@ -1,4 +1,4 @@
--- Values every reader can decode.
+-- Keys a person can tell apart, and values every reader can decode.
 --
 -- amira_data_access.codec refuses these before anything is sent; the same rules
 -- are constraints here, so raw SQL cannot store what the library refuses.
@@ -17,11 +17,21 @@
 --   or object there means more than N levels. Strict: lax mode would unwrap the
 --   arrays the filter is given.
 --
+-- KEYS. In Unicode NFC (so 'e' + U+0301 cannot sit beside U+00E9), and the key
+-- grammar of README "Values and types": ASCII printable characters but the space,
+-- and the letters of ONE script, each script a list of code point ranges (the
+-- same ranges as codec.KEY_SCRIPTS, which tests/unit/test_codec.py compares with
+-- this file). Everything invisible (format and bidi controls, variation
+-- selectors, fillers), combining marks, symbols, and letters of two scripts in
+-- one key (a Cyrillic 'o' in 'amira.chat.tone') are outside it. Needs a UTF8
+-- database, as the \u escapes of 0001 already did.
+--
 -- NOT VALID: rows already stored are not checked (nor scanned under a lock);
 -- every row inserted or updated from now on is. The library reads an old row it
--- cannot decode as an UnreadableValueError naming the key. Once none is left,
--- VALIDATE each constraint (it takes a SHARE UPDATE EXCLUSIVE lock: writes go
--- on). The rows a constraint refuses are those WHERE NOT (its expression), e.g.:
+-- cannot decode as an UnreadableValueError naming the key, and can delete an old
+-- key the grammar refuses. Once none is left, VALIDATE each constraint (it takes
+-- a SHARE UPDATE EXCLUSIVE lock: writes go on). The rows a constraint refuses are
+-- those WHERE NOT (its expression), e.g.:
 --   SELECT key FROM amira_config.configurations
 --    WHERE octet_length(value::text) > amira_config.max_value_bytes();
 --   ALTER TABLE amira_config.configurations VALIDATE CONSTRAINT configurations_value_size;
@@ -46,4 +56,13 @@ ALTER TABLE amira_config.configurations
             value,
             ('strict $.**{' || amira_config.max_value_depth()::text
              || '} ? (@.type() == "array" || @.type() == "object")')::jsonpath
-        )) NOT VALID;
+        )) NOT VALID,
+    ADD CONSTRAINT configurations_key_nfc
+        CHECK (key IS NFC NORMALIZED) NOT VALID,
+    ADD CONSTRAINT configurations_key_grammar CHECK (
+           key ~ '^[\x21-\x7e\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u01bf\u01c4-\u024f\u1e00-\u1eff]+$'  -- Latin
+        OR key ~ '^[\x21-\x40\x5b-\x60\x7b-\x7e\u0386\u0388-\u038a\u038c\u038e-\u03a1\u03a3-\u03ce]+$'  -- Greek
+        OR key ~ '^[\x21-\x40\x5b-\x60\x7b-\x7e\u0400-\u0481\u048a-\u052f]+$'  -- Cyrillic
+        OR key ~ '^[\x21-\x40\x5b-\x60\x7b-\x7e\u3005-\u3007\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u3400-\u4dbf\u4e00-\u9fff]+$'  -- Han/Kana
+        OR key ~ '^[\x21-\x40\x5b-\x60\x7b-\x7e\uac00-\ud7a3]+$'  -- Hangul
+    ) NOT VALID;
