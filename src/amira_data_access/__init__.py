@@ -5,7 +5,7 @@ Public surface (everything else is private and may change):
 
 from .backends.memory_sql import MemoryDatabase
 from .backends.postgres import Timeouts
-from .codec import DATA_TYPES, DataType
+from .codec import DATA_TYPES, DataType, ValueLimits
 from .core.retry import RetryPolicy
 from .dal import ConfigDAL, ConfigTransaction
 from .dal_async import AsyncConfigDAL, AsyncConfigTransaction
@@ -23,6 +23,7 @@ from .errors import (
     PermissionDeniedError,
     SchemaNotReadyError,
     UnexpectedCountError,
+    UnreadableValueError,
 )
 from .feed.cache import CachedConfigDAL
 from .feed.cache_async import AsyncCachedConfigDAL
@@ -36,7 +37,7 @@ from .store_async import AsyncConfigOperations, AsyncConfigStore
 
 # The stores (sync and async: the DAL, the cached DAL, the in-memory fake for unit
 # tests), their transactions and the Protocols they satisfy; what they return; the
-# value types; the errors (all subclasses of ConfigurationAccessError); setup
+# value types and limits; the errors (all subclasses of ConfigurationAccessError); setup
 # helpers for applications.
 __all__ = [
     "DATA_TYPES",
@@ -79,6 +80,8 @@ __all__ = [
     "Subscription",
     "Timeouts",
     "UnexpectedCountError",
+    "UnreadableValueError",
+    "ValueLimits",
     "configure_logging",
 ]
 

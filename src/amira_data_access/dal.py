@@ -32,6 +32,7 @@ from ._compat import Lock, Slots, in_thread, sleep
 from .backends.postgres import (
     APPLICATION_NAME,
     IdleTracker,
+<<<<<<< HEAD
     Timeouts,
     pool_settings,
     sync_queries,
@@ -40,6 +41,13 @@ from .backends.postgres import (
 )
 from .backends.reachability import Reachability, is_connection_failure
 from .codec import validate_actor, validate_prefix
+=======
+    our_rows,
+    pool_settings,
+    sync_queries,
+)
+from .codec import ValueLimits, validate_prefix, value_limits
+>>>>>>> values
 from .core import operations as ops
 from .core.arguments import validate_version, write_params
 from .core.retry import NO_RETRY, RetryPolicy
@@ -316,8 +324,8 @@ class ConfigTransaction(_Operations):
         self._context = context
 
     def _execute(self, step: Statement[Any]) -> Any:
-        # The caller's connection may use another row factory; our rows are tuples.
-        with tuple_rows(self.connection):
+        # The caller's connection may use another row factory (and json loaders).
+        with our_rows(self.connection):
             return execute(self._queries, self.connection, step)
 
 
@@ -351,7 +359,14 @@ class _Store(_Operations):
                 f"register_defaults takes a mapping of key to value, not {type(defaults).__name__}"
             )
         for key, value in defaults.items():
-            write_params(key, value, data_type=None, description=None, updated_by="-")
+            write_params(
+                key,
+                value,
+                data_type=None,
+                description=None,
+                updated_by="-",
+                limits=self._context.limits,
+            )
         self._context.defaults = {**self._context.defaults, **defaults}
 
     def ensure_defaults(self, *, updated_by: str) -> _EntryList:
@@ -455,7 +470,9 @@ class ConfigDAL(_Store):
     reuse and replaced if the server dropped it. Each call is one statement run
     in autocommit: a transaction around it would only add round trips.
     Transient failures are retried per ``retry`` (see
-    :class:`~amira_data_access.core.retry.RetryPolicy`).
+    :class:`~amira_data_access.core.retry.RetryPolicy`). A value written is at most
+    ``limits`` large and deep (:class:`~amira_data_access.codec.ValueLimits`:
+    1 MiB of JSON text and 64 levels by default; the table's own limits bound them).
 
     Every failure is a :class:`~amira_data_access.errors.ConfigurationAccessError`;
     bad input raises :class:`~amira_data_access.errors.InvalidConfigurationError`
@@ -475,7 +492,11 @@ class ConfigDAL(_Store):
         check_after_idle: float = 1.0,
         retry: RetryPolicy | None = None,
         application_name: str = APPLICATION_NAME,
+<<<<<<< HEAD
         timeouts: Timeouts | None = None,
+=======
+        limits: ValueLimits | None = None,
+>>>>>>> values
     ) -> None:
         self._settings = settings = pool_settings(
             dsn,
@@ -487,7 +508,9 @@ class ConfigDAL(_Store):
             application_name=application_name,
             timeouts=timeouts,
         )
-        self._context = Context(retry=settings.retry, secrets=settings.secrets)
+        self._context = Context(
+            retry=settings.retry, secrets=settings.secrets, limits=value_limits(limits)
+        )
         self._connect_timeout = connect_timeout
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             **settings.pool_kwargs, check=_IdleConnectionCheck(check_after_idle)

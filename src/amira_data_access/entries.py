@@ -39,7 +39,7 @@ def entry_from_row(row: Sequence[Any]) -> ConfigEntry:
     key, value, data_type, description, version, created_at, updated_at, updated_by = row
     return ConfigEntry(
         key=key,
-        value=decode_value(value, data_type),
+        value=decode_value(value, data_type, key),
         data_type=data_type,
         description=description,
         version=version,
@@ -78,7 +78,7 @@ def revision_from_row(row: Sequence[Any]) -> ConfigRevision:
         version=version,
         revision=revision,
         operation=operation,
-        value=decode_value(value, data_type),
+        value=decode_value(value, data_type, key, version=version),
         data_type=data_type,
         description=description,
         changed_by=by,

@@ -16,6 +16,7 @@ Hierarchy::
     ├── DatabaseTimeoutError           a statement or lock wait ran out of time
     ├── PermissionDeniedError          the login role lacks a privilege (42501)
     ├── InvalidConfigurationError      bad input, refused; also a ValueError
+    ├── UnreadableValueError           a stored value Python cannot decode (names the key)
     ├── ConflictError                  the data was not as the caller expected
     │   ├── ConcurrentModificationError    a key's version
     │   └── UnexpectedCountError           how many keys a bulk delete found
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 import psycopg
 import psycopg_pool
@@ -48,6 +49,7 @@ __all__ = [
     "SchemaNotReadyError",
     "ServerRefusal",
     "UnexpectedCountError",
+    "UnreadableValueError",
     "scrub",
     "server_refused_the_session",
     "translate",
@@ -83,6 +85,22 @@ class PermissionDeniedError(ConfigurationAccessError):
 
 class InvalidConfigurationError(ConfigurationAccessError, ValueError):
     """Bad input (key, value, data type, actor): refused and nothing was written."""
+
+
+class UnreadableValueError(ConfigurationAccessError):
+    """A stored value Python cannot decode: nested too deeply, or a number of too many digits
+    (raw SQL could write those before migrations/0007). The other keys are fine.
+
+    ``keys`` are the keys whose value could not be read. When several keys (or
+    revisions) were read at once, ``readable`` is the rest, as the call would
+    have returned it (the list of entries or revisions, or the dict of values);
+    for one key it is None.
+    """
+
+    def __init__(self, message: str, *, keys: Iterable[str], readable: Any = None) -> None:
+        super().__init__(message)
+        self.keys = tuple(dict.fromkeys(keys))
+        self.readable = readable
 
 
 class ConflictError(ConfigurationAccessError):
@@ -187,6 +205,18 @@ _DATABASE_MISSING: Final = re.compile(r'database "[^"]*" does not exist')
 _CONSTRAINT_MESSAGES: Final = {
     "configurations_value_matches_type": (
         "the value does not match the key's stored data_type; pass data_type= to change the type"
+    ),
+    # migrations/0007: what a client configured above the table's limits (or raw SQL) hits.
+    "configurations_value_size": (
+        "the value is larger than the table allows (amira_config.max_value_bytes() bytes "
+        "of JSON text)"
+    ),
+    "configurations_value_depth": (
+        "the value is nested deeper than the table allows (amira_config.max_value_depth())"
+    ),
+    "configurations_key_nfc": "the key is not in Unicode NFC form",
+    "configurations_key_grammar": (
+        "the key has a character outside the key grammar, or letters of two scripts"
     ),
 }
 

@@ -26,6 +26,7 @@ import psycopg_pool
 
 from ._acompat import Lock
 from .backends.memory_sql import Clock, MemoryDatabase, Session
+from .codec import ValueLimits, value_limits
 from .core.running import Context
 from .core.statements import Statement
 from .dal_async import _Operations, _Store
@@ -72,16 +73,22 @@ class AsyncInMemoryConfigStore(_Store):
     sync and an async store to set data up from one and read it from the other.
     ``clock`` gives the instants written to ``created_at``/``updated_at`` and
     the history of a new database (default: ``datetime.now(UTC)``); pass your
-    own to control time in ``get_at`` and ``snapshot_at`` tests.
+    own to control time in ``get_at`` and ``snapshot_at`` tests. ``limits``, as
+    for the DAL, bounds the values written (the database mirrors the table's own
+    limits, 1 MiB and 64 levels, as PostgreSQL's constraints would).
     """
 
     def __init__(
-        self, database: MemoryDatabase | None = None, *, clock: Clock | None = None
+        self,
+        database: MemoryDatabase | None = None,
+        *,
+        clock: Clock | None = None,
+        limits: ValueLimits | None = None,
     ) -> None:
         if database is not None and clock is not None:
             raise ValueError("pass a clock to the MemoryDatabase, not to a store sharing it")
         self.database = database if database is not None else MemoryDatabase(clock=clock)
-        self._context = Context()
+        self._context = Context(limits=value_limits(limits))
         self._connect_timeout = 0.0
         # Writers wait for an open transaction, as PostgreSQL's row locks would make them.
         self._writing = Lock()

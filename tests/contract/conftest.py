@@ -135,13 +135,24 @@ def _server_clock(dsn: str) -> Callable[[], datetime]:
     return now
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "store_options(**options): constructor options of every store under test"
+    )
+
+
 @pytest.fixture(params=STORES)
 def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
-    """Each store implementation in turn, empty, behind the same interface."""
+    """Each store implementation in turn, empty, behind the same interface.
+
+    ``@pytest.mark.store_options(limits=…)`` passes options to every store's constructor.
+    """
     name: str = request.param
+    marker = request.node.get_closest_marker("store_options")
+    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
     if name in ("memory", "async_memory"):
         clock = TickingClock()
-        memory = InMemoryConfigStore(clock=clock)
+        memory = InMemoryConfigStore(clock=clock, **options)
         # A store of its own on the same database: its writers do not wait for the
         # subject's transaction (as another process would not, on other keys).
         other = InMemoryConfigStore(memory.database)
@@ -149,7 +160,7 @@ def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
             yield Subject(name, memory, memory.transaction, memory.close, other, clock, 0.0)
             return
         with asyncio.Runner() as runner:
-            synced = Synced(AsyncInMemoryConfigStore(memory.database), runner)
+            synced = Synced(AsyncInMemoryConfigStore(memory.database, **options), runner)
             store = cast(ConfigStore, synced)
             yield Subject(name, store, synced.transaction, synced.close, other, clock, 0.0)
         return
@@ -158,7 +169,7 @@ def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
     with closing(ConfigDAL(dsn, max_size=2)) as second:
         if name in ("sync_dal", "cached_dal"):
             cls = CachedConfigDAL if name == "cached_dal" else ConfigDAL
-            with cls(dsn, max_size=4) as dal:
+            with cls(dsn, max_size=4, **options) as dal:
                 if name in CACHED:
                     assert dal.health().listener_connected, "the cache's feed must be live"
                 clock = _server_clock(dsn)
@@ -166,7 +177,7 @@ def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
             return
         with asyncio.Runner() as runner:
             async_cls = AsyncCachedConfigDAL if name == "async_cached_dal" else AsyncConfigDAL
-            async_dal = async_cls(dsn, max_size=4)
+            async_dal = async_cls(dsn, max_size=4, **options)
             runner.run(async_dal.open())
             try:
                 if name in CACHED:

@@ -70,7 +70,10 @@ def _resolve(value: Any, prefix: str) -> Any:
 # -- what the calls are made of ---------------------------------------------------------
 
 keys = st.sampled_from([Key(slot) for slot in SLOTS])
-bad_keys = st.sampled_from(["", "has space", 5, None, ["x"], "x" * 256])
+bad_keys = st.sampled_from(
+    # ... and keys a person cannot tell from others: a Cyrillic o, e + U+0301, a bidi mark
+    ["", "has space", 5, None, ["x"], "x" * 256, "t\u043ene", "caf" + "e\u0301", "to\u200fne"]
+)
 # Mostly valid arguments, so that sequences build up state to disagree about.
 any_key = st.one_of(*[keys] * 6, bad_keys)
 values = st.one_of(
@@ -78,7 +81,12 @@ values = st.one_of(
     st.integers(-3, 3),
     st.sampled_from([0.5, -2.0, 1e300, 10**20, True, False, None, [1, "x"], {"n": {"m": 1}}]),
 )
-hostile_values = st.sampled_from([float("nan"), (1, 2), b"x", {1: 2}, "nul\x00", 10**5000])
+_too_deep: list[object] = []
+for _ in range(64):
+    _too_deep = [_too_deep]  # 65 levels, one over the limit
+hostile_values = st.sampled_from(
+    [float("nan"), (1, 2), b"x", {1: 2}, "nul\x00", 10**5000, _too_deep, "x" * 2**20]
+)
 any_value = st.one_of(*[values] * 6, hostile_values)
 data_types = st.sampled_from([None] * 6 + ["str", "int", "float", "bool", "json", "yaml", 5])
 versions = st.one_of(

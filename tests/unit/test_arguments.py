@@ -137,7 +137,7 @@ def test_delete_refuses_bad_actor(actor: Any) -> None:
 
 @pytest.mark.parametrize(
     ("prefix", "after", "limit"),
-    [("", None, 1), ("app.", "app.a", 100), ("a b", None, MAX_LIST_LIMIT)],
+    [("", None, 1), ("app.", "app.a", 100), ("a%_", None, MAX_LIST_LIMIT)],
 )
 def test_list_params_valid(prefix: str, after: str | None, limit: int) -> None:
     """Valid listing arguments are returned as the query parameters, with the prefix's end."""
@@ -182,7 +182,7 @@ def test_list_params_refuses_bad_limit(limit: Any) -> None:
         list_params("", None, limit)
 
 
-@pytest.mark.parametrize("prefix", [None, 5, "x" * 256, "a\x00"])
+@pytest.mark.parametrize("prefix", [None, 5, "x" * 256, "a\x00", "a b", "a\u200f"])
 def test_list_params_refuses_bad_prefix(prefix: Any) -> None:
     """An invalid prefix is refused."""
     with pytest.raises(InvalidConfigurationError, match="prefix"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import tracemalloc
 import unicodedata
 from decimal import Decimal
 from typing import Any
@@ -11,19 +13,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from amira_data_access._resources import sql_dir
 from amira_data_access.codec import (
     DATA_TYPES,
+    DEFAULT_LIMITS,
+    KEY_NEUTRAL,
+    KEY_SCRIPTS,
     PreparedValue,
+    UnreadableJson,
+    ValueLimits,
     decode_value,
     encode_json,
     infer_data_type,
+    json_measure,
+    key_pattern,
     prepare_value,
+    read_json,
     validate_actor,
     validate_description,
     validate_key,
     validate_prefix,
 )
-from amira_data_access.errors import InvalidConfigurationError
+from amira_data_access.errors import InvalidConfigurationError, UnreadableValueError
 
 # Text PostgreSQL can store: no NUL, no lone surrogates.
 storable_text = st.text(
@@ -192,15 +203,33 @@ def test_validate_description_refuses_bad_values(description: object) -> None:
         validate_description(description)
 
 
-@pytest.mark.parametrize("prefix", ["", "app.", "a b", "x" * 255])
-def test_validate_prefix_accepts_storable_text(prefix: str) -> None:
-    """A prefix may be empty and may hold any storable text up to 255 characters."""
+@pytest.mark.parametrize(
+    "prefix", ["", "app.", "a%_", "x" * 255, "mod\u00e8le.", "\u043a\u043b\u044e\u0447.", "\u8a2d"]
+)
+def test_validate_prefix_accepts_the_start_of_a_key(prefix: str) -> None:
+    """A prefix may be empty, else is the start of a key, up to 255 characters."""
     assert validate_prefix(prefix) == prefix
 
 
-@pytest.mark.parametrize("prefix", [None, 1, b"app", "x" * 256, "a\x00", "\ud800"])
-def test_validate_prefix_refuses_bad_values(prefix: object) -> None:
-    """Non-str, too long, NUL- or surrogate-containing prefixes are refused."""
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        None,
+        1,
+        b"app",
+        "x" * 256,
+        "a\x00",
+        "\ud800",
+        "a b",
+        "app\t",
+        "amira.chat.t\u043e",  # Latin and Cyrillic
+        "amira\u200f.",
+        "caf" + "e\u0301",
+    ],
+)
+def test_validate_prefix_refuses_what_no_key_can_start_with(prefix: object) -> None:
+    """Non-str, too long, unstorable prefixes, and those breaking the key grammar (no
+    valid key starts with them: a typo worth saying) are refused."""
     with pytest.raises(InvalidConfigurationError):
         validate_prefix(prefix)
 
@@ -516,3 +545,251 @@ def test_prepare_value_never_raises_anything_else(value: object, data_type: str 
     assert isinstance(prepared, PreparedValue)
     assert prepared.data_type in DATA_TYPES
     json.loads(prepared.json_text)
+
+
+# --- the key grammar: keys a person can tell apart ------------------------------------------
+
+# Invisible or reordering characters: format and bidi controls (Cf), variation selectors,
+# the combining grapheme joiner, fillers and blanks that render as nothing.
+INVISIBLE_CHARACTERS = [
+    "\u200c",  # ZERO WIDTH NON-JOINER
+    "\u200d",  # ZERO WIDTH JOINER
+    "\u200e",  # LEFT-TO-RIGHT MARK
+    "\u200f",  # RIGHT-TO-LEFT MARK
+    "\u202a",  # LEFT-TO-RIGHT EMBEDDING
+    "\u202e",  # RIGHT-TO-LEFT OVERRIDE
+    "\u2060",  # WORD JOINER
+    "\u2066",  # LEFT-TO-RIGHT ISOLATE
+    "\u00ad",  # SOFT HYPHEN
+    "\u061c",  # ARABIC LETTER MARK
+    "\u180e",  # MONGOLIAN VOWEL SEPARATOR
+    "\ufe0f",  # VARIATION SELECTOR-16
+    "\u034f",  # COMBINING GRAPHEME JOINER
+    "\u3164",  # HANGUL FILLER
+    "\u115f",  # HANGUL CHOSEONG FILLER
+    "\u2800",  # BRAILLE PATTERN BLANK
+    "\U000e0041",  # TAG LATIN CAPITAL LETTER A
+    "\U000e0100",  # VARIATION SELECTOR-17
+]
+
+
+@pytest.mark.parametrize("char", INVISIBLE_CHARACTERS)
+def test_validate_key_refuses_invisible_characters(char: str) -> None:
+    """A key with a character that shows as nothing (or reorders the text) is refused."""
+    with pytest.raises(InvalidConfigurationError, match=rf"U\+{ord(char):04X}"):
+        validate_key(f"amira.chat{char}.tone")
+
+
+def test_validate_key_refuses_keys_not_in_nfc() -> None:
+    """'e' + COMBINING ACUTE ACCENT is refused, naming the NFC form to write instead."""
+    decomposed = "amira.caf" + "e\u0301"
+    with pytest.raises(InvalidConfigurationError, match="NFC") as refused:
+        validate_key(decomposed)
+    assert repr(unicodedata.normalize("NFC", decomposed)) in str(refused.value)
+    assert validate_key("amira.caf\u00e9") == "amira.caf\u00e9"
+
+
+@pytest.mark.parametrize(
+    ("key", "scripts"),
+    [
+        ("amira.chat.t\u043ene", "Latin and Cyrillic"),  # a Cyrillic o among Latin letters
+        ("\u0430mira", "Cyrillic and Latin"),
+        ("amira.\u03bfk", "Latin and Greek"),  # Greek omicron
+        ("\u043a\u043b\u044e\u0447.\u03ba", "Cyrillic and Greek"),
+        ("amira.\u65e5\u672c", "Latin and Han/Kana"),
+        ("\uc124\uc815.\u65e5", "Hangul and Han/Kana"),
+    ],
+)
+def test_validate_key_refuses_letters_of_two_scripts(key: str, scripts: str) -> None:
+    """Letters of two scripts in one key are refused, naming both and the first intruder."""
+    with pytest.raises(InvalidConfigurationError, match=scripts):
+        validate_key(key)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "amira.chat.tone",
+        "Feature/Flag-1_x:y@z#1",
+        "mod\u00e8le.\u00e9t\u00e9.\u0153uvre",  # Latin with accents
+        "vi\u1ec7t.nam",  # Latin Extended Additional
+        "\u043a\u043b\u044e\u0447.\u0442\u043e\u043d-2",  # Cyrillic, digits and punctuation
+        "\u0395\u03bb\u03bb\u03b7\u03bd\u03b9\u03ba\u03ac.1",  # Greek
+        "\u8a2d\u5b9a.\u30ad\u30fc.\u3072\u3089\u304c\u306a",  # Japanese: Han, Katakana, Hiragana
+        "\u4eba\u3005",  # the ideographic iteration mark
+        "\uc124\uc815.\uac12",  # Hangul
+    ],
+)
+def test_validate_key_accepts_keys_of_one_script(key: str) -> None:
+    """Letters of one supported script, with ASCII digits and punctuation, are accepted."""
+    assert validate_key(key) is key
+
+
+@pytest.mark.parametrize(
+    "char",
+    [
+        "\u01c3",  # LATIN LETTER RETROFLEX CLICK, which looks like '!'
+        "\u05d0",  # HEBREW LETTER ALEF: right-to-left scripts reorder around '.'
+        "\u0627",  # ARABIC LETTER ALEF
+        "\uff54",  # FULLWIDTH LATIN SMALL LETTER T
+        "\u00d7",  # MULTIPLICATION SIGN
+        "\u2212",  # MINUS SIGN, which looks like '-'
+        "\ue000",  # a private-use character
+        "\U0001f600",  # an emoji
+    ],
+)
+def test_validate_key_refuses_characters_outside_the_grammar(char: str) -> None:
+    """Characters outside the key grammar are refused by code point, even visible ones."""
+    with pytest.raises(InvalidConfigurationError, match=rf"U\+{ord(char):04X}"):
+        validate_key(f"amira.{char}")
+
+
+_INTERESTING_KEY_CHARACTERS = st.sampled_from(
+    [*INVISIBLE_CHARACTERS, "a", ".", "\u00e9", "e\u0301", "\u043e", "\u03bf", "\u65e5", "\uac12"]
+)
+
+
+@given(st.lists(st.text(max_size=4) | _INTERESTING_KEY_CHARACTERS, max_size=8).map("".join))
+def test_an_accepted_key_is_visible_nfc_text_of_one_script(key: str) -> None:
+    """Whatever text comes in, an accepted key is NFC, has no invisible character and no
+    character of a category a person cannot see or place (controls, formats, marks, spaces,
+    private use, unassigned)."""
+    try:
+        validate_key(key)
+    except InvalidConfigurationError:
+        return
+    assert unicodedata.is_normalized("NFC", key)
+    for char in key:
+        assert unicodedata.category(char)[0] not in "CMZ", repr(char)
+
+
+def test_the_table_checks_the_same_key_grammar_as_the_library() -> None:
+    """migrations/0007 holds, script by script, the very ranges of codec.KEY_SCRIPTS."""
+    sql = (sql_dir("migrations") / "0007_value_limits_and_key_grammar.sql").read_text()
+    patterns = re.findall(r"key ~ '\^\[(.*?)\]\+\$'  -- (\S+)", sql)
+    assert patterns == [
+        (key_pattern(KEY_NEUTRAL + ranges), script) for script, ranges in KEY_SCRIPTS.items()
+    ]
+
+
+def test_key_patterns_merge_adjacent_ranges_in_escapes_both_engines_read() -> None:
+    """Sorted, merged, ``\\xhh`` below U+0080 and ``\\uhhhh`` above."""
+    assert key_pattern(((0x61, 0x7A), (0x21, 0x60), (0x3A3, 0x3A3))) == r"\x21-\x7a\u03a3"
+
+
+# --- value limits: nesting depth and size --------------------------------------------------
+
+
+def nested_lists(depth: int) -> Any:
+    """``depth`` lists, each holding the next: ``[[[]]]`` is 3 deep."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_prepare_value_refuses_a_value_nested_deeper_than_the_default_limit() -> None:
+    """64 levels are accepted; 65, and 500 (once accepted), are refused with how far over."""
+    assert prepare_value(nested_lists(64)).json_text == "[" * 64 + "]" * 64
+    with pytest.raises(InvalidConfigurationError, match=r"65 levels deep.*limit of 64.*by 1"):
+        prepare_value(nested_lists(65))
+    with pytest.raises(InvalidConfigurationError, match=r"500 levels deep.*by 436"):
+        prepare_value({"a": nested_lists(499)})
+
+
+def test_prepare_value_refuses_a_value_larger_than_the_default_limit() -> None:
+    """1 MiB of JSON text (as PostgreSQL prints it) is accepted; one byte more is refused."""
+    limit = 1024 * 1024
+    assert len(prepare_value("x" * (limit - 2)).json_text) == limit  # with its two quotes
+    with pytest.raises(InvalidConfigurationError, match=r"1048577 bytes.*limit of 1048576.*by 1"):
+        prepare_value("x" * (limit - 1))
+    # PostgreSQL prints a space after each ',' and ':', which counts.
+    spaced = ["xxxxxxxxxx"] * (limit // 14)  # '"xxxxxxxxxx", ' is 14 bytes
+    assert len(encode_json(spaced)) < limit
+    with pytest.raises(InvalidConfigurationError, match=r"limit of 1048576"):
+        prepare_value([*spaced, "x" * 100])
+
+
+def test_the_table_has_the_default_limits_of_the_library() -> None:
+    """migrations/0007's limit functions return the defaults of ValueLimits."""
+    sql = (sql_dir("migrations") / "0007_value_limits_and_key_grammar.sql").read_text()
+    body = "RETURNS integer\nLANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT {} $$"
+    assert f"max_value_bytes() {body.format(DEFAULT_LIMITS.max_bytes)}" in sql
+    assert f"max_value_depth() {body.format(DEFAULT_LIMITS.max_depth)}" in sql
+
+
+@pytest.mark.parametrize(
+    ("value", "size", "depth"),
+    [
+        (1, 1, 0),
+        ("\u00e9\n", 6, 0),  # quotes, 2 bytes of é, 2 of the escape
+        ([], 2, 1),
+        ({"a": [1, 2], "b": None}, len('{"a": [1, 2], "b": null}'), 2),
+        ([-0.0, 1e300], len("[0.0, 1" + "0" * 300 + ".0]"), 1),
+        (nested_lists(5), 10, 5),
+    ],
+)
+def test_json_measure_counts_the_text_postgresql_prints(value: Any, size: int, depth: int) -> None:
+    """Bytes of ``value::text`` (a space after ',' and ':', -0.0 printed 0.0) and depth."""
+    assert json_measure(value) == (size, depth)
+
+
+@pytest.mark.parametrize(
+    ("limits", "problem"),
+    [
+        ({"max_bytes": 0}, "max_bytes"),
+        ({"max_depth": -1}, "max_depth"),
+        ({"max_depth": True}, "max_depth"),
+    ],
+)
+def test_value_limits_must_be_sensible(limits: dict[str, Any], problem: str) -> None:
+    """A store cannot be given limits nothing fits in."""
+    with pytest.raises(ValueError, match=problem):
+        ValueLimits(**limits)
+
+
+def test_a_store_takes_its_own_limits_to_the_encoding() -> None:
+    """Smaller limits refuse earlier, naming them; a nested circular value is refused too."""
+    small = ValueLimits(max_bytes=10, max_depth=1)
+    assert prepare_value([1, 2], limits=small).json_text == "[1,2]"
+    with pytest.raises(InvalidConfigurationError, match="2 levels deep, over the limit of 1 by 1"):
+        prepare_value([[]], limits=small)
+    with pytest.raises(InvalidConfigurationError, match=r"11 bytes .* limit of 10 by 1"):
+        prepare_value("x" * 9, limits=small)
+    loop: dict[str, Any] = {}
+    loop["again"] = [loop]
+    with pytest.raises(
+        InvalidConfigurationError, match=r"value\['a'\]\['again'\]\[0\]: value contains itself"
+    ):
+        prepare_value({"a": loop})
+
+
+def test_a_far_too_large_value_is_refused_without_a_copy() -> None:
+    """A 200 MB string, or 300 MB of one shared string, costs the refusal almost no memory."""
+    for value in ("\u00e9" * 100_000_000, ["x" * 1_000_000] * 300):
+        tracemalloc.start()
+        try:
+            with pytest.raises(InvalidConfigurationError, match="at least"):
+                prepare_value(value)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 100_000, peak
+
+
+# --- reading what Python cannot decode ---------------------------------------------------
+
+
+def test_read_json_gives_a_marker_instead_of_raising() -> None:
+    """Too deep for Python, or a number of too many digits: a marker decode_value names."""
+    deep = read_json("[" * 5000 + "]" * 5000)
+    long_number = read_json("1" * 5000)
+    assert isinstance(deep, UnreadableJson)
+    assert "nested too deeply" in deep.reason
+    assert isinstance(long_number, UnreadableJson)
+    assert "digits" in long_number.reason
+    with pytest.raises(
+        UnreadableValueError, match=r"'k' at version 3 cannot be read: it is nested"
+    ):
+        decode_value(deep, "json", "k", version=3)
+    assert read_json(b'{"a": [1]}') == {"a": [1]}

@@ -13,7 +13,11 @@ events are the very same code; the contract suite keeps this twin honest.
 
 Values are kept as the JSON text the DALs would send and decoded on every
 read, the way jsonb returns them (object keys in jsonb order, no ``-0.0``), so
-mutating a returned dict never changes the store. A refusal is a
+mutating a returned dict never changes the store; a text Python cannot decode
+reads as :class:`~amira_data_access.codec.UnreadableJson`, as from the driver.
+Each written row is checked against the table's constraints the operations
+cannot rule out before sending (:func:`_check_constraints`), in the order
+PostgreSQL checks them (by name). A refusal is a
 :class:`~amira_data_access.errors.ServerRefusal` carrying the SQLSTATE and
 constraint PostgreSQL would report, translated like any database error.
 
@@ -24,7 +28,9 @@ transaction holds the database's lock until it ends (other threads' writes wait)
 from __future__ import annotations
 
 import json
+import re
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -33,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
+from ..codec import DEFAULT_LIMITS, follows_key_grammar, read_json
 from ..core.statements import (
     AppliedEntryRow,
     DeletedKeyRow,
@@ -112,12 +119,11 @@ class Session:
     changes: list[ConfigChange] = field(default_factory=list)
 
 
-def _type_mismatch() -> ServerRefusal:
+def _violates(constraint: str) -> ServerRefusal:
     return ServerRefusal(
-        'new row for relation "configurations" violates check constraint '
-        '"configurations_value_matches_type"',
+        f'new row for relation "configurations" violates check constraint "{constraint}"',
         "23514",
-        "configurations_value_matches_type",
+        constraint,
     )
 
 
@@ -142,13 +148,52 @@ def _jsonb_float(text: str) -> float:
 
 
 def _loads(text: str) -> Any:
-    return json.loads(text, object_pairs_hook=_jsonb_object, parse_float=_jsonb_float)
+    return read_json(text, object_pairs_hook=_jsonb_object, parse_float=_jsonb_float)
 
 
 def _text(value: Jsonb) -> str:
     # The operations bind JSON text already encoded (codec.encode_json).
     assert isinstance(value.obj, str)
     return value.obj
+
+
+# What amira_config.max_value_bytes() and max_value_depth() return (migrations/0007).
+TABLE_LIMITS = DEFAULT_LIMITS
+# A JSON string (escapes included), and what the text's size and depth are read from.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+_NEGATIVE_ZERO = re.compile(r"-(?=0(?:\.0+)?(?![0-9.eE]))")
+
+
+def _printed_measure(text: str) -> tuple[int, int]:
+    """``(octet_length(value::text), depth)`` of JSON text, read off the text itself
+    (no parsing, no recursion): jsonb prints a space after each ',' and ':', and
+    -0.0 as 0.0; the depth is the most brackets open at once."""
+    structure = _JSON_STRING.sub('""', text)  # brackets, commas and colons in strings are text
+    depth = open_now = 0
+    for bracket in _BRACKET.findall(structure):
+        open_now += 1 if bracket in "[{" else -1
+        depth = max(depth, open_now)
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))
+    size += structure.count(",") + structure.count(":")
+    return size - len(_NEGATIVE_ZERO.findall(structure)), depth
+
+
+def _check_constraints(key: str, text: str, data_type: str) -> None:
+    """The CHECK constraints of a new row the operations do not already rule out (the key
+    grammar is also checked before sending, the value limits are the store's own, which
+    may be larger), by name, the order PostgreSQL checks them in."""
+    if not follows_key_grammar(key):
+        raise _violates("configurations_key_grammar")
+    if not unicodedata.is_normalized("NFC", key):
+        raise _violates("configurations_key_nfc")
+    size, depth = _printed_measure(text)
+    if depth > TABLE_LIMITS.max_depth:
+        raise _violates("configurations_value_depth")
+    if not _matches_type(text, data_type):
+        raise _violates("configurations_value_matches_type")
+    if size > TABLE_LIMITS.max_bytes:
+        raise _violates("configurations_value_size")
 
 
 def _matches_type(text: str, data_type: str) -> bool:
@@ -473,9 +518,8 @@ def _upsert(
 
 
 def _next_row(session: Session, key: str, text: str, data_type: str, updated_by: str) -> _Row:
-    """configurations_before_write: version, created_at, updated_at."""
-    if not _matches_type(text, data_type):
-        raise _type_mismatch()
+    """configurations_before_write: version, created_at, updated_at; then the CHECKs."""
+    _check_constraints(key, text, data_type)
     now = session.now
     old = session.tables.rows.get(key)
     if old is None:

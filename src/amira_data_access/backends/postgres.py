@@ -5,6 +5,15 @@ query. The configuration queries are checked against
 :class:`~amira_data_access.core.statements.Statements` when first loaded, so a
 renamed query or parameter fails at start-up. Rows are tuples in the column
 order of the SQL.
+
+jsonb is decoded by psycopg, row by row, inside the fetch: a value Python
+cannot decode (nested too deeply for the call stack, a number of too many
+digits) would raise there, a raw ``RecursionError`` failing the whole result
+and naming no key. Every connection of a DAL therefore reads json and jsonb
+through :func:`~amira_data_access.codec.read_json` (:data:`STORED_JSON`, the
+``context`` of every connection), and so does a caller's connection while our
+statements run on it (:func:`our_rows`): such a value becomes a marker that the
+operation reports as an error naming its key.
 """
 
 from __future__ import annotations
@@ -19,29 +28,51 @@ from typing import Any, Final
 
 import aiosql
 import psycopg
+from psycopg import pq
+from psycopg.adapt import AdaptersMap
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
+from psycopg.types.json import set_json_loads
 
 from .._resources import sql_dir
+from ..codec import read_json
 from ..core.retry import RetryPolicy
 from ..core.statements import checked_queries
 from ..settings import parse_dsn
 
 __all__ = [
     "APPLICATION_NAME",
+    "STORED_JSON",
     "IdleTracker",
     "PoolSettings",
     "Timeouts",
     "async_queries",
     "load_queries",
+    "our_rows",
     "pool_settings",
     "sync_queries",
-    "tuple_rows",
     "write_slots",
 ]
 
 APPLICATION_NAME: Final = "amira-data-access"
 POOL_NAME: Final = "amira-config"
+
+
+def _stored_json_adapters() -> AdaptersMap:
+    adapters = AdaptersMap(psycopg.adapters)
+    set_json_loads(read_json, adapters)
+    return adapters
+
+
+# The adapters of every connection a DAL opens: psycopg's, but json and jsonb read by
+# read_json (a marker for what Python cannot decode, instead of an exception mid-fetch).
+STORED_JSON: Final = _stored_json_adapters()
+_JSON_LOADERS: Final = tuple(
+    (oid, loader)
+    for oid in (psycopg.adapters.types["json"].oid, psycopg.adapters.types["jsonb"].oid)
+    for fmt in (pq.Format.TEXT, pq.Format.BINARY)
+    if (loader := STORED_JSON.get_loader(oid, fmt)) is not None
+)
 
 
 @cache
@@ -153,6 +184,7 @@ def pool_settings(
         "connect_timeout": max(2, math.ceil(connect_timeout)),
         "application_name": application_name,
         "options": f"{timeouts.options()} {given_options}".strip(),
+        "context": STORED_JSON,  # json and jsonb through read_json (see the module docstring)
     }
     return PoolSettings(
         conninfo=parsed.conninfo,
@@ -215,14 +247,24 @@ def write_slots(max_size: int) -> int:
 
 
 @contextmanager
-def tuple_rows(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> Iterator[None]:
-    """Read tuples on a caller's connection, whatever its row factory, and restore it."""
+def our_rows(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> Iterator[None]:
+    """Read our rows on a caller's connection, whatever its row factory and its json
+    loaders: tuples, and json/jsonb through read_json; both restored afterwards."""
     factory = conn.row_factory
-    if factory is tuple_row:
-        yield
-        return
-    conn.row_factory = tuple_row
+    adapters = conn.adapters
+    theirs = [
+        (oid, loader, adapters.get_loader(oid, loader.format)) for oid, loader in _JSON_LOADERS
+    ]
+    swapped = [(oid, found) for oid, ours, found in theirs if found is not ours]
+    for oid, ours, found in theirs:
+        if found is not ours:
+            adapters.register_loader(oid, ours)
+    if factory is not tuple_row:
+        conn.row_factory = tuple_row
     try:
         yield
     finally:
         conn.row_factory = factory
+        for oid, found in swapped:
+            if found is not None:
+                adapters.register_loader(oid, found)

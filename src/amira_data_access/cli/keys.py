@@ -8,11 +8,12 @@ from pathlib import Path
 from ..codec import DATA_TYPES
 from ..dal import ConfigDAL
 from ..entries import ConfigEntry
-from .context import PAGE, Context, Outcome, Subcommands, writer_options
+from ..errors import UnreadableValueError
+from .context import EXIT_DATABASE, PAGE, Context, Outcome, Subcommands, writer_options
 from .output import compact_value, entry_to_json, iso, render_entry, render_table
 from .values import NotFoundError, UsageError, parse_value, strip_final_newline
 
-__all__ = ["CONFIRM_ABOVE", "add_commands", "all_entries"]
+__all__ = ["CONFIRM_ABOVE", "add_commands", "all_entries", "reporting_unreadable"]
 
 CONFIRM_ABOVE = 100  # delete --prefix asks for --yes above this many keys
 
@@ -67,20 +68,43 @@ def cmd_get(ctx: Context) -> Outcome:
     return Outcome(entry_to_json(entry), render_entry(entry, ctx.style))
 
 
-def all_entries(dal: ConfigDAL, prefix: str) -> Iterator[ConfigEntry]:
-    """Every entry under ``prefix``, in key order, a page at a time."""
+def all_entries(
+    dal: ConfigDAL, prefix: str, unreadable: list[str] | None = None
+) -> Iterator[ConfigEntry]:
+    """Every entry under ``prefix``, in key order, a page at a time; given ``unreadable``,
+    the keys whose stored value cannot be decoded go there and the rest goes on."""
     after: str | None = None
     while True:
-        page = dal.list(prefix, after=after, limit=PAGE)
+        try:
+            page = dal.list(prefix, after=after, limit=PAGE)
+            keys = [entry.key for entry in page]
+        except UnreadableValueError as exc:
+            if unreadable is None:
+                raise
+            unreadable.extend(exc.keys)
+            page = exc.readable
+            keys = sorted([*(entry.key for entry in page), *exc.keys])  # code point order
         yield from page
-        if len(page) < PAGE:
+        if len(keys) < PAGE:
             return
-        after = page[-1].key
+        after = keys[-1]
+
+
+def reporting_unreadable(outcome: Outcome, unreadable: list[str]) -> Outcome:
+    """The outcome of a listing that left out keys it could not read: exit 4, naming them."""
+    if unreadable:
+        outcome.exit_code = EXIT_DATABASE
+        outcome.error = (
+            f"left out {len(unreadable)} key(s) whose stored value cannot be read "
+            f"(see UnreadableValueError): {', '.join(map(repr, unreadable))}"
+        )
+    return outcome
 
 
 def cmd_list(ctx: Context) -> Outcome:
     """``list [PREFIX]``: every entry (all pages), in key order."""
-    entries = list(all_entries(ctx.dal(), ctx.args.prefix))
+    unreadable: list[str] = []
+    entries = list(all_entries(ctx.dal(), ctx.args.prefix, unreadable))
     rows = [
         [
             e.key,
@@ -94,7 +118,7 @@ def cmd_list(ctx: Context) -> Outcome:
     ]
     headers = ["KEY", "TYPE", "VERSION", "UPDATED_AT", "UPDATED_BY", "VALUE"]
     text = render_table(headers, rows, ctx.style) if rows else "(no keys)"
-    return Outcome([entry_to_json(e) for e in entries], text)
+    return reporting_unreadable(Outcome([entry_to_json(e) for e in entries], text), unreadable)
 
 
 def _value_text(ctx: Context) -> str:

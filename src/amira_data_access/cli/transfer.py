@@ -11,9 +11,9 @@ from typing import Any
 from ..codec import prepare_value
 from ..dal import ConfigDAL
 from ..entries import ConfigEntry, ConfigRevision
-from ..errors import ConfigurationAccessError
+from ..errors import ConfigurationAccessError, UnreadableValueError
 from .context import Context, Outcome, Subcommands, writer_options
-from .keys import all_entries
+from .keys import all_entries, reporting_unreadable
 from .output import entry_document, unified_diff
 from .values import (
     FileFormat,
@@ -58,15 +58,25 @@ def _entry_at(dal: ConfigDAL, key: str, when: datetime) -> ConfigRevision | None
         before = page[-1].version
 
 
-def export_document(dal: ConfigDAL, prefix: str, when: datetime | None) -> dict[str, Any]:
-    """``{key: {value, data_type, description}}`` now, or as it was at ``when``."""
+def export_document(
+    dal: ConfigDAL, prefix: str, when: datetime | None, unreadable: list[str] | None = None
+) -> dict[str, Any]:
+    """``{key: {value, data_type, description}}`` now, or as it was at ``when``; given
+    ``unreadable``, keys whose value cannot be decoded are left out and listed there."""
     if when is None:
         return {
             e.key: entry_document(e.value, e.data_type, e.description)
-            for e in all_entries(dal, prefix)
+            for e in all_entries(dal, prefix, unreadable)
         }
     document: dict[str, Any] = {}
-    for key in dal.snapshot_at(when, prefix):
+    try:
+        snapshot = dal.snapshot_at(when, prefix)
+    except UnreadableValueError as exc:
+        if unreadable is None:
+            raise
+        unreadable.extend(exc.keys)
+        snapshot = exc.readable
+    for key in snapshot:
         revision = _entry_at(dal, key, when)
         if revision is not None and revision.operation != "delete":
             document[key] = entry_document(revision.value, revision.data_type, revision.description)
@@ -76,9 +86,11 @@ def export_document(dal: ConfigDAL, prefix: str, when: datetime | None) -> dict[
 def cmd_export(ctx: Context) -> Outcome:
     """``export [PREFIX]``: the entries as an import file."""
     when = parse_instant(ctx.args.at) if ctx.args.at else None
-    document = export_document(ctx.dal(), ctx.args.prefix, when)
+    unreadable: list[str] = []
+    document = export_document(ctx.dal(), ctx.args.prefix, when, unreadable)
     file_format: FileFormat = ctx.args.format
-    return Outcome(document, dump_document(document, file_format).rstrip("\n"))
+    text = dump_document(document, file_format).rstrip("\n")
+    return reporting_unreadable(Outcome(document, text), unreadable)
 
 
 def _import_format(path: str, given: str | None) -> FileFormat:

@@ -14,12 +14,15 @@ from typing import Any, Final
 from psycopg.types.json import Jsonb
 
 from ..codec import (
+    DEFAULT_LIMITS,
     UNSTORABLE_TEXT,
+    ValueLimits,
     prepare_value,
     validate_actor,
     validate_description,
     validate_key,
     validate_prefix,
+    validate_stored_key,
 )
 from ..entries import ConfigItem
 from ..errors import InvalidConfigurationError
@@ -61,13 +64,15 @@ def write_params(
     data_type: str | None,
     description: str | None,
     updated_by: str,
+    limits: ValueLimits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
-    """Validate one write and return the parameters of ``upsert_configuration``."""
+    """Validate one write (the value within ``limits``) and return the parameters of
+    ``upsert_configuration``."""
     validate_key(key)
     try:
         validate_actor(updated_by)
         validate_description(description)
-        prepared = prepare_value(value, data_type)
+        prepared = prepare_value(value, data_type, limits=limits)
     except InvalidConfigurationError as exc:
         raise InvalidConfigurationError(f"config.set {key!r}: {exc}") from None
     return {
@@ -85,7 +90,7 @@ def list_params(prefix: str, after: str | None, limit: int) -> dict[str, Any]:
     """Validate a listing request and return the parameters of ``list_configurations``."""
     validate_prefix(prefix)
     if after is not None:
-        validate_key(after)
+        validate_stored_key(after)  # a position: the last key of a page, stored before 0007 too
     validate_limit(limit, MAX_LIST_LIMIT)
     return {"prefix": prefix, "prefix_end": prefix_end(prefix), "after": after, "limit": limit}
 
@@ -159,13 +164,19 @@ def validate_limit(limit: object, maximum: int) -> int:
     return limit
 
 
-def key_list(keys: object, *, what: str, maximum: int | None = None) -> list[str]:
-    """Distinct valid keys, in the order given, from an iterable that is not one str."""
+def key_list(
+    keys: object, *, what: str, maximum: int | None = None, stored: bool = False
+) -> list[str]:
+    """Distinct valid keys, in the order given, from an iterable that is not one str.
+
+    ``stored``: keys the table may hold from before the key grammar (for deletes).
+    """
     if isinstance(keys, str | bytes) or not isinstance(keys, Iterable):
         raise InvalidConfigurationError(
             f"{what} takes an iterable of keys (a list, a set…), not {type(keys).__name__}"
         )
-    unique = list(dict.fromkeys(validate_key(key) for key in keys))
+    check = validate_stored_key if stored else validate_key
+    unique = list(dict.fromkeys(check(key) for key in keys))
     if maximum is not None and len(unique) > maximum:
         raise InvalidConfigurationError(f"{what} takes at most {maximum} keys, got {len(unique)}")
     return unique

@@ -14,17 +14,24 @@ transaction, hence one history revision, for a write).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from ..codec import decode_value, validate_actor, validate_key, validate_prefix
+from ..codec import (
+    decode_value,
+    validate_actor,
+    validate_key,
+    validate_prefix,
+    validate_stored_key,
+)
 from ..entries import ConfigEntry, ConfigItem, ConfigRevision, entry_from_row, revision_from_row
 from ..errors import (
     ConcurrentModificationError,
     ConfigurationAccessError,
     InvalidConfigurationError,
     UnexpectedCountError,
+    UnreadableValueError,
 )
 from .arguments import (
     MAX_BATCH,
@@ -66,6 +73,9 @@ __all__ = [
 # set_default: how often to ask again when a concurrent insert is not visible yet.
 _INSERT_RACE_ATTEMPTS = 3
 
+Row = TypeVar("Row")
+Read = TypeVar("Read")
+
 
 # -- reads -----------------------------------------------------------------------------
 
@@ -79,7 +89,7 @@ def get(ctx: Context, key: str, default: Any) -> Steps[Any]:
             op.outcome = "miss"
             return ctx.defaults.get(key) if default is UNSET else default
         op.outcome = "hit"
-        return decode_value(*row)
+        return _read_one(op, lambda: decode_value(row[0], row[1], key))
 
 
 def get_entry(ctx: Context, key: str) -> Steps[ConfigEntry | None]:
@@ -88,7 +98,7 @@ def get_entry(ctx: Context, key: str) -> Steps[ConfigEntry | None]:
         validate_key(key)
         row = yield from op.sql(Q.get_configuration, key=key)
         op.outcome = "hit" if row is not None else "miss"
-        return entry_from_row(row) if row is not None else None
+        return _read_one(op, lambda: entry_from_row(row)) if row is not None else None
 
 
 def get_many(ctx: Context, keys: Iterable[str]) -> Steps[dict[str, Any]]:
@@ -96,7 +106,9 @@ def get_many(ctx: Context, keys: Iterable[str]) -> Steps[dict[str, Any]]:
     with ctx.operation("config.get_many") as op:
         wanted = key_list(keys, what="get_many")
         rows = (yield from op.sql(Q.get_configuration_values, keys=wanted)) if wanted else []
-        found = {key: decode_value(value, data_type) for key, value, data_type in rows}
+        found = dict(
+            _read_all(op, rows, lambda row: (row[0], decode_value(row[1], row[2], row[0])), dict)
+        )
         op.note(requested=len(wanted), found=len(found))
         return found
 
@@ -106,7 +118,7 @@ def get_entries(ctx: Context, keys: Iterable[str]) -> Steps[dict[str, ConfigEntr
     with ctx.operation("config.get_many") as op:
         wanted = key_list(keys, what="get_many")
         rows = (yield from op.sql(Q.get_configurations, keys=wanted)) if wanted else []
-        entries = {row[0]: entry_from_row(row) for row in rows}
+        entries = dict(_read_all(op, rows, lambda row: (row[0], entry_from_row(row)), dict))
         op.note(requested=len(wanted), found=len(entries), entries=True)
         return entries
 
@@ -117,7 +129,7 @@ def list_entries(
     """Entries by key prefix, in key order, a page at a time."""
     with ctx.operation("config.list", prefix) as op:
         rows = yield from op.sql(Q.list_configurations, **list_params(prefix, after, limit))
-        entries = [entry_from_row(row) for row in rows]
+        entries = _read_all(op, rows, entry_from_row)
         op.note(count=len(entries))
         return entries
 
@@ -134,7 +146,7 @@ def history(
         rows = yield from op.sql(
             Q.list_history, key=key, limit=limit, before_version=before_version
         )
-        revisions = [revision_from_row(row) for row in rows]
+        revisions = _read_all(op, rows, revision_from_row)
         op.note(count=len(revisions))
         return revisions
 
@@ -149,7 +161,7 @@ def get_at(ctx: Context, key: str, when: datetime) -> Steps[Any]:
             op.outcome = "absent"
             return None
         op.outcome = "hit"
-        return decode_value(row[1], row[2])
+        return _read_one(op, lambda: decode_value(row[1], row[2], key))
 
 
 def snapshot_at(ctx: Context, when: datetime, prefix: str) -> Steps[dict[str, Any]]:
@@ -158,7 +170,9 @@ def snapshot_at(ctx: Context, when: datetime, prefix: str) -> Steps[dict[str, An
         validate_instant(when)
         validate_prefix(prefix)
         rows = yield from op.sql(Q.get_snapshot_at, at=when, prefix=prefix)
-        snapshot = {key: decode_value(value, data_type) for key, value, data_type in rows}
+        snapshot = dict(
+            _read_all(op, rows, lambda row: (row[0], decode_value(row[1], row[2], row[0])), dict)
+        )
         op.note(count=len(snapshot))
         return snapshot
 
@@ -180,7 +194,12 @@ def set_value(
     """Create or replace a key, optionally only at an expected version."""
     with ctx.operation("config.set", key, level="info") as op:
         params = write_params(
-            key, value, data_type=data_type, description=description, updated_by=updated_by
+            key,
+            value,
+            data_type=data_type,
+            description=description,
+            updated_by=updated_by,
+            limits=ctx.limits,
         )
         params["reason"] = validate_reason(reason)
         if expected_version is not None:
@@ -236,7 +255,12 @@ def set_default(
     """Insert a key only if absent; the stored entry either way (race-free)."""
     with ctx.operation("config.set_default", key, level="info") as op:
         params = write_params(
-            key, value, data_type=data_type, description=description, updated_by=updated_by
+            key,
+            value,
+            data_type=data_type,
+            description=description,
+            updated_by=updated_by,
+            limits=ctx.limits,
         )
         params["data_type"] = params.pop("inferred_type")
         params["reason"] = None
@@ -274,6 +298,7 @@ def set_many(
                 data_type=item.data_type,
                 description=item.description,
                 updated_by=updated_by,
+                limits=ctx.limits,
             )
             for item in batch
         ]
@@ -299,7 +324,7 @@ def delete(
 ) -> Steps[bool]:
     """Delete a key (its history stays), optionally only at an expected version."""
     with ctx.operation("config.delete", key, level="info") as op:
-        validate_key(key)
+        validate_stored_key(key)  # a key stored before the key grammar can be removed
         validate_actor(deleted_by, field="deleted_by")
         reason = validate_reason(reason)
         op.note(deleted_by=deleted_by)
@@ -344,7 +369,7 @@ def delete_many(
 ) -> Steps[list[str]]:
     """Delete the existing keys among ``keys``: all or nothing, one revision."""
     with ctx.operation("config.delete_many", level="info") as op:
-        wanted = key_list(keys, what="delete_many", maximum=MAX_BATCH)
+        wanted = key_list(keys, what="delete_many", maximum=MAX_BATCH, stored=True)
         validate_actor(deleted_by, field="deleted_by")
         reason = validate_reason(reason)
         validate_count(expected_count)
@@ -428,6 +453,48 @@ def rollback(
         op.wrote(entry)
         op.note(version=entry.version)
         return entry
+
+
+# -- values that cannot be read ---------------------------------------------------------
+
+
+def _read_one(op: Operation, build: Callable[[], Read]) -> Read:
+    """``build()``, a stored value decoded; one Python cannot decode is an error naming it."""
+    try:
+        return build()
+    except UnreadableValueError as exc:
+        raise _unreadable(op, [exc]) from None
+
+
+def _read_all(
+    op: Operation,
+    rows: Iterable[Row],
+    build: Callable[[Row], Read],
+    shape: Callable[[list[Read]], Any] = list,
+) -> list[Read]:
+    """Each row decoded by ``build``. A value that cannot be decoded does not stop the rest:
+    the error names every such key and carries the others (as ``shape`` makes them)."""
+    done: list[Read] = []
+    failed: list[UnreadableValueError] = []
+    for row in rows:
+        try:
+            done.append(build(row))
+        except UnreadableValueError as exc:
+            failed.append(exc)
+    if failed:
+        raise _unreadable(op, failed, shape(done))
+    return done
+
+
+def _unreadable(
+    op: Operation, failed: list[UnreadableValueError], readable: Any = None
+) -> UnreadableValueError:
+    subject = op.name if op.key is None else f"{op.name} {op.key!r}"
+    message = f"{subject}: " + "; ".join(str(error) for error in failed)
+    if readable is not None:
+        message += f" (the {len(readable)} others were read: the error's .readable)"
+    keys = [key for error in failed for key in error.keys]
+    return UnreadableValueError(message, keys=keys, readable=readable)
 
 
 # -- the server ------------------------------------------------------------------------

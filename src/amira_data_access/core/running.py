@@ -29,6 +29,7 @@ from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
 
 import psycopg_pool
 
+from ..codec import DEFAULT_LIMITS, ValueLimits
 from ..entries import ConfigEntry
 from ..errors import (
     BACKEND_ERRORS,
@@ -105,6 +106,7 @@ class Context:
     secrets: tuple[str, ...] = ()  # scrubbed from every message and log line
     defaults: Mapping[str, Any] = field(default_factory=dict)  # register_defaults()
     observer: WriteObserver | None = None
+    limits: ValueLimits = DEFAULT_LIMITS  # how large and deep a value written may be
 
     def operation(self, name: str, key: str | None = None, *, level: str = "debug") -> Operation:
         """The one log event (and error translation) of a call: ``with ctx.operation(…) as op``."""
