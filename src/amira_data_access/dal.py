@@ -32,22 +32,14 @@ from ._compat import Lock, Slots, in_thread, sleep
 from .backends.postgres import (
     APPLICATION_NAME,
     IdleTracker,
-<<<<<<< HEAD
     Timeouts,
-    pool_settings,
-    sync_queries,
-    tuple_rows,
-    write_slots,
-)
-from .backends.reachability import Reachability, is_connection_failure
-from .codec import validate_actor, validate_prefix
-=======
     our_rows,
     pool_settings,
     sync_queries,
+    write_slots,
 )
-from .codec import ValueLimits, validate_prefix, value_limits
->>>>>>> values
+from .backends.reachability import Reachability, is_connection_failure
+from .codec import ValueLimits, validate_actor, validate_prefix, value_limits
 from .core import operations as ops
 from .core.arguments import validate_version, write_params
 from .core.retry import NO_RETRY, RetryPolicy
@@ -492,11 +484,8 @@ class ConfigDAL(_Store):
         check_after_idle: float = 1.0,
         retry: RetryPolicy | None = None,
         application_name: str = APPLICATION_NAME,
-<<<<<<< HEAD
         timeouts: Timeouts | None = None,
-=======
         limits: ValueLimits | None = None,
->>>>>>> values
     ) -> None:
         self._settings = settings = pool_settings(
             dsn,

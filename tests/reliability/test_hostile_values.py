@@ -78,15 +78,15 @@ def test_reads_of_a_row_too_deep_to_decode_name_the_key(legacy_dsn: str) -> None
     """get, get_entry, get_many, history, get_at: a clear error naming the key, at any stack
     depth, never a RecursionError; the other keys read as usual."""
     with ConfigDAL(legacy_dsn, max_size=2) as dal:
-        now = dal.get_entry("legacy.a")
-        assert now is not None
+        # The rows' commit instant (history is stamped at commit, after updated_at).
+        committed = dal.history("legacy.a")[0].changed_at
         reads: list[Callable[[], object]] = [
             lambda: dal.get(DEEP),
             lambda: dal.get_entry(DEEP),
             lambda: dal.get_many(["legacy.a", DEEP]),
             lambda: dal.history(DEEP),
-            lambda: dal.get_at(DEEP, now.updated_at),
-            lambda: dal.snapshot_at(now.updated_at, "legacy."),
+            lambda: dal.get_at(DEEP, committed),
+            lambda: dal.snapshot_at(committed, "legacy."),
         ]
         for frames in (0, 100, 500):
             for read in reads:

@@ -169,7 +169,6 @@ def test_the_empty_prefix_ends_after_every_key() -> None:
     assert prefix_end("") > "\U0010ffff" * 255
 
 
-
 def test_max_list_limit_is_1000() -> None:
     """The listing page size is capped at 1000."""
     assert MAX_LIST_LIMIT == 1000
