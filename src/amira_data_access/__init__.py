@@ -4,6 +4,7 @@ Public surface (everything else is private and may change):
 """
 
 from .backends.memory_sql import MemoryDatabase
+from .backends.postgres import Timeouts
 from .codec import DATA_TYPES, DataType
 from .core.retry import RetryPolicy
 from .dal import ConfigDAL, ConfigTransaction
@@ -18,6 +19,7 @@ from .errors import (
     DatabaseTimeoutError,
     InvalidConfigurationError,
     MigrationError,
+    OutcomeUnknownError,
     PermissionDeniedError,
     SchemaNotReadyError,
     UnexpectedCountError,
@@ -70,10 +72,12 @@ __all__ = [
     "InvalidConfigurationError",
     "MemoryDatabase",
     "MigrationError",
+    "OutcomeUnknownError",
     "PermissionDeniedError",
     "RetryPolicy",
     "SchemaNotReadyError",
     "Subscription",
+    "Timeouts",
     "UnexpectedCountError",
     "configure_logging",
 ]

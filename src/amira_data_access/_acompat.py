@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Final, ParamSpec, TypeVar
 
-__all__ = ["ASYNC", "Lock", "in_thread", "sleep"]
+__all__ = ["ASYNC", "Lock", "Slots", "in_thread", "sleep"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -30,3 +30,22 @@ async def sleep(seconds: float) -> None:
 async def in_thread(function: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """Run blocking ``function`` (the listener's waits, the migration runner) off the loop."""
     return await asyncio.to_thread(function, *args, **kwargs)
+
+
+class Slots:
+    """At most ``count`` holders at once; waiting for one gives up after a timeout."""
+
+    def __init__(self, count: int) -> None:
+        self._semaphore = asyncio.BoundedSemaphore(count)
+
+    async def acquire(self, timeout: float) -> bool:
+        """Take a slot within ``timeout`` seconds (True), or give up (False)."""
+        try:
+            await asyncio.wait_for(self._semaphore.acquire(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def release(self) -> None:
+        """Give the slot back."""
+        self._semaphore.release()

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Final, ParamSpec, TypeVar
 
-__all__ = ["ASYNC", "Lock", "in_thread", "sleep"]
+__all__ = ["ASYNC", "Lock", "Slots", "in_thread", "sleep"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -27,3 +27,18 @@ def sleep(seconds: float) -> None:
 def in_thread(function: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """Run ``function`` here: sync code is already on a thread of its own."""
     return function(*args, **kwargs)
+
+
+class Slots:
+    """At most ``count`` holders at once; waiting for one gives up after a timeout."""
+
+    def __init__(self, count: int) -> None:
+        self._semaphore = threading.BoundedSemaphore(count)
+
+    def acquire(self, timeout: float) -> bool:
+        """Take a slot within ``timeout`` seconds (True), or give up (False)."""
+        return self._semaphore.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        """Give the slot back."""
+        self._semaphore.release()

@@ -28,15 +28,18 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, ca
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from ._compat import Lock, in_thread, sleep
+from ._compat import Lock, Slots, in_thread, sleep
 from .backends.postgres import (
     APPLICATION_NAME,
     IdleTracker,
+    Timeouts,
     pool_settings,
     sync_queries,
     tuple_rows,
+    write_slots,
 )
-from .codec import validate_prefix
+from .backends.reachability import Reachability
+from .codec import validate_actor, validate_prefix
 from .core import operations as ops
 from .core.arguments import write_params
 from .core.retry import NO_RETRY, RetryPolicy
@@ -47,6 +50,7 @@ from .errors import (
     BACKEND_ERRORS,
     ConfigurationAccessError,
     DatabaseConnectionError,
+    DatabaseTimeoutError,
     InvalidConfigurationError,
     first_line,
     scrub,
@@ -112,8 +116,8 @@ class _Operations:
                     continue
                 try:
                     result = self._execute(step)
-                except BACKEND_ERRORS as exc:
-                    step = steps.throw(exc)  # retried, or translated, by the operation
+                except (*BACKEND_ERRORS, ConfigurationAccessError) as exc:
+                    step = steps.throw(exc)  # retried, translated and logged by the operation
                 else:
                     step = steps.send(result)
         except StopIteration as done:
@@ -351,6 +355,7 @@ class _Store(_Operations):
 
     def ensure_defaults(self, *, updated_by: str) -> _EntryList:
         """Write each registered default whose key is absent (race-free); return stored entries."""
+        validate_actor(updated_by)
         return [
             self.set_default(key, value, updated_by=updated_by)
             for key, value in self._context.defaults.items()
@@ -448,7 +453,10 @@ class ConfigDAL(_Store):
 
     Every failure is a :class:`~amira_data_access.errors.ConfigurationAccessError`;
     bad input raises :class:`~amira_data_access.errors.InvalidConfigurationError`
-    before any SQL runs.
+    before any SQL runs. ``timeouts`` bound how long the server lets a statement run
+    and wait for a lock (:class:`~amira_data_access.backends.postgres.Timeouts`).
+    While the database is found unreachable, calls fail at once instead of each
+    waiting ``connect_timeout``, and a background probe notices when it is back.
     """
 
     def __init__(
@@ -461,6 +469,7 @@ class ConfigDAL(_Store):
         check_after_idle: float = 1.0,
         retry: RetryPolicy | None = None,
         application_name: str = APPLICATION_NAME,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self._settings = settings = pool_settings(
             dsn,
@@ -470,6 +479,7 @@ class ConfigDAL(_Store):
             check_after_idle=check_after_idle,
             retry=retry,
             application_name=application_name,
+            timeouts=timeouts,
         )
         self._context = Context(retry=settings.retry, secrets=settings.secrets)
         self._connect_timeout = connect_timeout
@@ -477,6 +487,14 @@ class ConfigDAL(_Store):
             **settings.pool_kwargs, check=_IdleConnectionCheck(check_after_idle)
         )
         self._queries = sync_queries()
+        # Writes and transactions may hold only part of the pool, so that writers
+        # waiting on a lock held elsewhere can never starve reads of other keys.
+        self._write_slots = Slots(write_slots(max_size))
+        self._reachability = Reachability(
+            settings.conninfo, settings.connect_kwargs, settings.secrets
+        )
+        self._pool_check_due = False
+        self._reachability.on_recovered(self._recovered)
         self._open_lock = Lock()
         self._feed_lock = threading.Lock()  # the feed is created once, from any thread
         self._opened = False
@@ -524,15 +542,46 @@ class ConfigDAL(_Store):
             feed, self._feed = self._feed, None
         if feed is not None:
             in_thread(feed.close)
+        in_thread(self._reachability.close)
         self._pool.close()
 
     # -- running statements ----------------------------------------------------------
 
     def _execute(self, step: Statement[Any]) -> Any:
+        self._reachability.check()  # known down: fail now rather than wait for the pool
         if not self._opened:
             self.open()
-        with self._pool.connection() as conn:
-            return execute(self._queries, conn, step)
+        if self._pool_check_due:
+            # Back after an outage: drop the pool's dead connections now, instead of
+            # discovering them one call at a time.
+            self._pool_check_due = False
+            self._pool.check()
+        if step.read_only:
+            return self._on_pooled_connection(step)
+        self._take_write_slot()
+        try:
+            return self._on_pooled_connection(step)
+        finally:
+            self._write_slots.release()
+
+    def _on_pooled_connection(self, step: Statement[Any]) -> Any:
+        try:
+            with self._pool.connection() as conn:
+                return execute(self._queries, conn, step)
+        except psycopg.Error as exc:
+            in_thread(self._reachability.failed, exc)
+            raise
+
+    def _take_write_slot(self) -> None:
+        if not self._write_slots.acquire(self._connect_timeout):
+            raise DatabaseTimeoutError(
+                f"every write slot stayed busy for {self._connect_timeout:g} s: other writes "
+                "are waiting on locks held elsewhere (see lock_timeout)"
+            )
+
+    def _recovered(self) -> None:
+        """The database answers again (called on the probe's thread)."""
+        self._pool_check_due = True
 
     # -- transactions ----------------------------------------------------------------
 
@@ -555,12 +604,17 @@ class ConfigDAL(_Store):
     def _transaction(self, context: Context) -> Iterator[ConfigTransaction]:
         if not self._opened:
             self.open()
-        with (
-            self._context.operation("config.transaction", level="info"),
-            self._pool.connection() as conn,
-            conn.transaction(),
-        ):
-            yield ConfigTransaction(conn, self._queries, context)
+        with self._context.operation("config.transaction", level="info"):
+            self._reachability.check()
+            self._take_write_slot()  # a transaction holds its connection throughout
+            try:
+                with self._pool.connection() as conn, conn.transaction():
+                    yield ConfigTransaction(conn, self._queries, context)
+            except psycopg.Error as exc:
+                in_thread(self._reachability.failed, exc)
+                raise
+            finally:
+                self._write_slots.release()
 
     def bind(self, conn: psycopg.Connection[Any]) -> ConfigTransaction:
         """The store's methods on *your* connection, inside *your* transaction.

@@ -26,15 +26,18 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, ca
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from ._acompat import Lock, in_thread, sleep
+from ._acompat import Lock, Slots, in_thread, sleep
 from .backends.postgres import (
     APPLICATION_NAME,
     IdleTracker,
+    Timeouts,
     async_queries,
     pool_settings,
     tuple_rows,
+    write_slots,
 )
-from .codec import validate_prefix
+from .backends.reachability import Reachability
+from .codec import validate_actor, validate_prefix
 from .core import operations as ops
 from .core.arguments import write_params
 from .core.retry import NO_RETRY, RetryPolicy
@@ -45,6 +48,7 @@ from .errors import (
     BACKEND_ERRORS,
     ConfigurationAccessError,
     DatabaseConnectionError,
+    DatabaseTimeoutError,
     InvalidConfigurationError,
     first_line,
     scrub,
@@ -110,8 +114,8 @@ class _Operations:
                     continue
                 try:
                     result = await self._execute(step)
-                except BACKEND_ERRORS as exc:
-                    step = steps.throw(exc)  # retried, or translated, by the operation
+                except (*BACKEND_ERRORS, ConfigurationAccessError) as exc:
+                    step = steps.throw(exc)  # retried, translated and logged by the operation
                 else:
                     step = steps.send(result)
         except StopIteration as done:
@@ -351,6 +355,7 @@ class _Store(_Operations):
 
     async def ensure_defaults(self, *, updated_by: str) -> _EntryList:
         """Write each registered default whose key is absent (race-free); return stored entries."""
+        validate_actor(updated_by)
         return [
             await self.set_default(key, value, updated_by=updated_by)
             for key, value in self._context.defaults.items()
@@ -450,7 +455,10 @@ class AsyncConfigDAL(_Store):
 
     Every failure is a :class:`~amira_data_access.errors.ConfigurationAccessError`;
     bad input raises :class:`~amira_data_access.errors.InvalidConfigurationError`
-    before any SQL runs.
+    before any SQL runs. ``timeouts`` bound how long the server lets a statement run
+    and wait for a lock (:class:`~amira_data_access.backends.postgres.Timeouts`).
+    While the database is found unreachable, calls fail at once instead of each
+    waiting ``connect_timeout``, and a background probe notices when it is back.
     """
 
     def __init__(
@@ -463,6 +471,7 @@ class AsyncConfigDAL(_Store):
         check_after_idle: float = 1.0,
         retry: RetryPolicy | None = None,
         application_name: str = APPLICATION_NAME,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self._settings = settings = pool_settings(
             dsn,
@@ -472,6 +481,7 @@ class AsyncConfigDAL(_Store):
             check_after_idle=check_after_idle,
             retry=retry,
             application_name=application_name,
+            timeouts=timeouts,
         )
         self._context = Context(retry=settings.retry, secrets=settings.secrets)
         self._connect_timeout = connect_timeout
@@ -479,6 +489,14 @@ class AsyncConfigDAL(_Store):
             **settings.pool_kwargs, check=_IdleConnectionCheck(check_after_idle)
         )
         self._queries = async_queries()
+        # Writes and transactions may hold only part of the pool, so that writers
+        # waiting on a lock held elsewhere can never starve reads of other keys.
+        self._write_slots = Slots(write_slots(max_size))
+        self._reachability = Reachability(
+            settings.conninfo, settings.connect_kwargs, settings.secrets
+        )
+        self._pool_check_due = False
+        self._reachability.on_recovered(self._recovered)
         self._open_lock = Lock()
         self._feed_lock = threading.Lock()  # the feed is created once, from any thread
         self._opened = False
@@ -528,15 +546,46 @@ class AsyncConfigDAL(_Store):
             feed, self._feed = self._feed, None
         if feed is not None:
             await in_thread(feed.close)
+        await in_thread(self._reachability.close)
         await self._pool.close()
 
     # -- running statements ----------------------------------------------------------
 
     async def _execute(self, step: Statement[Any]) -> Any:
+        self._reachability.check()  # known down: fail now rather than wait for the pool
         if not self._opened:
             await self.open()
-        async with self._pool.connection() as conn:
-            return await execute(self._queries, conn, step)
+        if self._pool_check_due:
+            # Back after an outage: drop the pool's dead connections now, instead of
+            # discovering them one call at a time.
+            self._pool_check_due = False
+            await self._pool.check()
+        if step.read_only:
+            return await self._on_pooled_connection(step)
+        await self._take_write_slot()
+        try:
+            return await self._on_pooled_connection(step)
+        finally:
+            self._write_slots.release()
+
+    async def _on_pooled_connection(self, step: Statement[Any]) -> Any:
+        try:
+            async with self._pool.connection() as conn:
+                return await execute(self._queries, conn, step)
+        except psycopg.Error as exc:
+            await in_thread(self._reachability.failed, exc)
+            raise
+
+    async def _take_write_slot(self) -> None:
+        if not await self._write_slots.acquire(self._connect_timeout):
+            raise DatabaseTimeoutError(
+                f"every write slot stayed busy for {self._connect_timeout:g} s: other writes "
+                "are waiting on locks held elsewhere (see lock_timeout)"
+            )
+
+    def _recovered(self) -> None:
+        """The database answers again (called on the probe's thread)."""
+        self._pool_check_due = True
 
     # -- transactions ----------------------------------------------------------------
 
@@ -560,8 +609,16 @@ class AsyncConfigDAL(_Store):
         if not self._opened:
             await self.open()
         with self._context.operation("config.transaction", level="info"):
-            async with self._pool.connection() as conn, conn.transaction():
-                yield AsyncConfigTransaction(conn, self._queries, context)
+            self._reachability.check()
+            await self._take_write_slot()  # a transaction holds its connection throughout
+            try:
+                async with self._pool.connection() as conn, conn.transaction():
+                    yield AsyncConfigTransaction(conn, self._queries, context)
+            except psycopg.Error as exc:
+                await in_thread(self._reachability.failed, exc)
+                raise
+            finally:
+                self._write_slots.release()
 
     def bind(self, conn: psycopg.AsyncConnection[Any]) -> AsyncConfigTransaction:
         """The store's methods on *your* connection, inside *your* transaction.

@@ -11,7 +11,8 @@ Hierarchy::
 
     ConfigurationAccessError
     ├── DatabaseConnectionError        unreachable, lost, refused, bad DSN
-    │   └── AuthenticationError        wrong user or password (28xxx)
+    │   ├── AuthenticationError        wrong user or password (28xxx)
+    │   └── OutcomeUnknownError        lost during a write: applied or not, unknown
     ├── DatabaseTimeoutError           a statement or lock wait ran out of time
     ├── PermissionDeniedError          the login role lacks a privilege (42501)
     ├── InvalidConfigurationError      bad input, refused; also a ValueError
@@ -24,6 +25,7 @@ Hierarchy::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Final
 
@@ -38,13 +40,16 @@ __all__ = [
     "ConflictError",
     "DatabaseConnectionError",
     "DatabaseTimeoutError",
+    "DatabaseUnreachable",
     "InvalidConfigurationError",
     "MigrationError",
+    "OutcomeUnknownError",
     "PermissionDeniedError",
     "SchemaNotReadyError",
     "ServerRefusal",
     "UnexpectedCountError",
     "scrub",
+    "server_refused_the_session",
     "translate",
 ]
 
@@ -59,6 +64,13 @@ class DatabaseConnectionError(ConfigurationAccessError):
 
 class AuthenticationError(DatabaseConnectionError):
     """The server refused the login: wrong user or password, or no matching pg_hba rule."""
+
+
+class OutcomeUnknownError(DatabaseConnectionError):
+    """The connection was lost while a write was in flight: it may or may not have been applied.
+
+    Read the key (or its history) to find out; do not simply write again.
+    """
 
 
 class DatabaseTimeoutError(ConfigurationAccessError):
@@ -130,8 +142,15 @@ class ServerRefusal(Exception):  # noqa: N818  # what a server reports, not our 
         self.constraint_name = constraint_name
 
 
+class DatabaseUnreachable(Exception):  # noqa: N818  # a backend's report, not our error yet
+    """What a DAL raises instead of trying the network while the database is known to be down.
+
+    Its cause (the database going down) was logged once; each call it fails is not.
+    """
+
+
 # What a backend raises when a statement fails: the only errors translate() turns into ours.
-BACKEND_ERRORS: Final = (psycopg.Error, ServerRefusal)
+BACKEND_ERRORS: Final = (psycopg.Error, ServerRefusal, DatabaseUnreachable)
 
 # SQLSTATE classes (the first two characters) and what they mean to a caller.
 _CONNECTION_CLASSES: Final = {
@@ -157,6 +176,13 @@ _TIMEOUT_CODES: Final = {
 }
 _PERMISSION_DENIED: Final = "42501"  # insufficient_privilege
 
+_AUTHENTICATION_REFUSED: Final = re.compile(
+    r"password authentication failed|no pg_hba\.conf entry|authentication failed for user"
+    r"|role \"[^\"]*\" does not exist|no password supplied|password is missing",
+    re.IGNORECASE,
+)
+_DATABASE_MISSING: Final = re.compile(r'database "[^"]*" does not exist')
+
 # Constraints whose generic "violates check constraint" hides what the caller should do.
 _CONSTRAINT_MESSAGES: Final = {
     "configurations_value_matches_type": (
@@ -165,10 +191,16 @@ _CONSTRAINT_MESSAGES: Final = {
 }
 
 
+# Shorter secrets are not searched for in free text: a one-letter password would turn
+# "not supported" into "not su******orted" in every message, and neither libpq nor
+# this library ever writes a password into a message in the first place.
+MIN_SCRUBBED_LENGTH: Final = 4
+
+
 def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """Return ``text`` with every non-empty secret replaced by ``***``."""
-    for secret in secrets:
-        if secret:
+    """Return ``text`` with every secret (of 4 characters or more) replaced by ``***``."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        if len(secret) >= MIN_SCRUBBED_LENGTH:
             text = text.replace(secret, "***")
     return text
 
@@ -177,6 +209,12 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its class name when it has none."""
     message = str(exc).strip()
     return message.splitlines()[0] if message else type(exc).__name__
+
+
+def server_refused_the_session(message: str) -> bool:
+    """Whether a connection error without SQLSTATE is the server refusing the login or
+    the database (it answered: it is not down)."""
+    return bool(_AUTHENTICATION_REFUSED.search(message) or _DATABASE_MISSING.search(message))
 
 
 def _constraint_name(exc: BaseException) -> str | None:
@@ -212,6 +250,8 @@ def translate(
         )
     if isinstance(exc, psycopg_pool.PoolClosed):
         return DatabaseConnectionError(f"{subject}: the connection pool is closed")
+    if isinstance(exc, DatabaseUnreachable):
+        return DatabaseConnectionError(f"{subject}: {detail}")
 
     sqlstate = getattr(exc, "sqlstate", None)
     sqlclass = sqlstate[:2] if isinstance(sqlstate, str) else None
@@ -227,8 +267,16 @@ def translate(
         return DatabaseTimeoutError(f"{subject} ran out of time: {detail}")
     if sqlstate == _PERMISSION_DENIED:
         return PermissionDeniedError(f"{subject}: permission denied: {detail}")
-    if sqlclass == _AUTHENTICATION_CLASS:
+    if sqlclass == _AUTHENTICATION_CLASS or (
+        sqlstate is None and _AUTHENTICATION_REFUSED.search(detail) is not None
+    ):
+        # A refused login arrives without a SQLSTATE (libpq reports the server's FATAL
+        # before a session exists), so it is also recognised by its words.
         return AuthenticationError(f"{subject}: the server refused the login: {detail}")
+    if sqlstate is None and _DATABASE_MISSING.search(detail) is not None:
+        return DatabaseConnectionError(
+            f"{subject}: database unavailable: {detail} (check the dbname of the DSN, or DB_NAME)"
+        )
     if sqlclass in _CONNECTION_CLASSES or (
         sqlstate is None and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
     ):

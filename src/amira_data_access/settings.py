@@ -20,6 +20,7 @@ pydantic: that import alone costs more than a command-line call may take.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -180,16 +181,12 @@ def parse_dsn(dsn: str) -> ParsedDsn:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
+    _refuse_ambiguous_uri(dsn)
     reason: str | None = None
     try:
         parts = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        # libpq quotes fragments of the string in its message, and a fragment may be
-        # the password (which may itself contain quotes): blank out everything from
-        # the first quote to the last.
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        start, end = first_line.find('"'), first_line.rfind('"')
-        reason = first_line if start < 0 else first_line[:start] + "…" + first_line[end + 1 :]
+        reason = _without_fragments((str(exc).strip().splitlines() or [""])[0])
     if reason is not None:
         # Raised outside the except block so the original (with its fragments of
         # the string) is not even kept as __context__.
@@ -200,6 +197,68 @@ def parse_dsn(dsn: str) -> ParsedDsn:
         text = str(password)
         secrets = tuple({text, quote(text, safe=""), quote(text)})
     return ParsedDsn(conninfo=dsn, description=_describe(parts), secrets=secrets)
+
+
+_URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
+_POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
+_HOST_AND_PATH = re.compile(r"[^:@/]*(:\d*)?(/.*)?", re.DOTALL)
+# libpq quotes fragments of the string in its messages, and a fragment may be the
+# password (which may itself hold quotes). Everything from the first quote to the
+# last is hidden, except the shapes whose quoted parts are libpq's own words:
+# missing "=" after "…", invalid … "…" for connection option "port".
+_SAFE_QUOTED = (
+    (re.compile(r'"([^\w\s])" after ".*"', re.DOTALL), '"{0}" after "…"'),
+    (
+        re.compile(r'".*" for connection option "(\w+)"', re.DOTALL),
+        '"…" for connection option "{0}"',
+    ),
+)
+
+
+def _without_fragments(message: str) -> str:
+    start, end = message.find('"'), message.rfind('"')
+    if start < 0:
+        return message
+    quoted = message[start : end + 1]
+    shown = '"…"'
+    for pattern, template in _SAFE_QUOTED:
+        match = pattern.fullmatch(quoted)
+        if match is not None:
+            shown = template.format(match.group(1))
+            break
+    return message[:start] + shown + message[end + 1 :]
+
+
+def _refuse_ambiguous_uri(dsn: str) -> None:
+    """Refuse a URI that is not PostgreSQL's, or whose user or password needs percent-encoding.
+
+    libpq splits ``postgresql://user:p@ss@host/db`` at the first ``@`` and reads
+    ``ss@host`` as the host: the rest of the password would then appear in every
+    message naming the server. Nothing of the string is echoed here.
+    """
+    match = _URI.match(dsn.strip())
+    if match is None:
+        return
+    scheme = match.group("scheme").lower()
+    if scheme not in _POSTGRES_SCHEMES:
+        raise DatabaseConnectionError(
+            f"invalid connection string: a {scheme}:// URI; this store needs PostgreSQL "
+            "(postgresql://user@host:5432/dbname, or host=… dbname=… user=…)"
+        )
+    rest = match.group("rest")
+    at = rest.rfind("@")
+    if at < 0:
+        return
+    userinfo = rest[:at]
+    if not any(character in userinfo for character in "@/?#"):
+        return
+    before_query = rest.split("?", 1)[0]
+    if "@" not in before_query and _HOST_AND_PATH.fullmatch(before_query):
+        return  # the "@" is in a query parameter (?user=me@corp), not in a password
+    raise DatabaseConnectionError(
+        "invalid connection string: the user name or password of the URI holds a reserved "
+        "character (@ / ? #); percent-encode it (urllib.parse.quote(password, safe=''))"
+    )
 
 
 def describe_dsn(dsn: str) -> str:

@@ -220,5 +220,41 @@ def test_translate_pool_timeout_scrubs_secrets() -> None:
 
 def test_scrub_replaces_every_occurrence_and_skips_empty_secrets() -> None:
     """scrub replaces all occurrences of each non-empty secret and ignores empty ones."""
-    assert scrub("pw pw x", ["pw", "", None]) == "*** *** x"
+    assert scrub("pw-1 pw-1 x", ["pw-1", "", None]) == "*** *** x"
     assert scrub("nothing here", []) == "nothing here"
+
+
+def test_scrub_leaves_text_alone_for_a_very_short_secret() -> None:
+    """A one-letter password would garble every message ("su******orted"): not scrubbed."""
+    assert scrub("Servname not supported", ["p"]) == "Servname not supported"
+    assert scrub("abc abcd", ["abc", "abcd"]) == "abc ***"
+
+
+def test_scrub_replaces_the_longest_form_first() -> None:
+    """The raw and percent-encoded forms of one password are both removed, whole."""
+    assert scrub("p@ss1 p%40ss1", ["p@ss1", "p%40ss1"]) == "*** ***"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        'connection failed: FATAL:  password authentication failed for user "amira"',
+        'connection failed: FATAL:  no pg_hba.conf entry for host "10.0.0.1", user "x"',
+        'connection failed: FATAL:  role "nobody" does not exist',
+        "connection failed: fe_sendauth: no password supplied",
+    ],
+)
+def test_a_refused_login_without_sqlstate_is_an_authentication_error(message: str) -> None:
+    """libpq reports a refused login before any session exists: no SQLSTATE, just its words."""
+    error = translate(psycopg.OperationalError(message), operation="config.open")
+    assert type(error) is AuthenticationError
+    assert "refused the login" in str(error)
+
+
+def test_a_missing_database_says_where_its_name_comes_from() -> None:
+    """An unknown database is unavailable, and the message points at the DSN's dbname."""
+    exc = psycopg.OperationalError('connection failed: FATAL:  database "amria" does not exist')
+    error = translate(exc, operation="config.open")
+    assert type(error) is DatabaseConnectionError
+    assert 'database "amria" does not exist' in str(error)
+    assert "DB_NAME" in str(error)

@@ -175,3 +175,48 @@ def test_describe_dsn_never_shows_the_password(dsn: str, expected: str) -> None:
     description = describe_dsn(dsn)
     assert description == expected
     assert "hunter2" not in description
+
+
+def test_parse_dsn_keeps_libpq_reason_without_the_fragment() -> None:
+    """'garbage' says what libpq found wrong (missing "=") without echoing the string."""
+    with pytest.raises(DatabaseConnectionError) as info:
+        parse_dsn("garbage-hunter2")
+    message = str(info.value)
+    assert 'missing "=" after "…"' in message
+    assert "hunter2" not in message
+
+
+def test_parse_dsn_names_a_uri_of_another_database() -> None:
+    """A mysql:// URI is refused with the hint that this store needs PostgreSQL."""
+    with pytest.raises(DatabaseConnectionError) as info:
+        parse_dsn("mysql://app:hunter2@db.internal/app")
+    message = str(info.value)
+    assert "mysql://" in message
+    assert "PostgreSQL" in message
+    assert "hunter2" not in message
+    assert "db.internal" not in message
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://svc:hunt@er2@db.internal:5432/amira",
+        "postgresql://svc:hunt/er2@db.internal:5432/amira",
+        "postgres://svc:hu?nter2@db.internal/amira",
+    ],
+)
+def test_parse_dsn_refuses_unencoded_reserved_characters_in_the_password(dsn: str) -> None:
+    """libpq would read part of the password as the host: refused, echoing no part of it."""
+    with pytest.raises(DatabaseConnectionError) as info:
+        parse_dsn(dsn)
+    message = str(info.value)
+    assert "percent-encode" in message
+    for fragment in ("hunt", "er2", "nter2", "db.internal"):
+        assert fragment not in message
+
+
+def test_parse_dsn_accepts_a_percent_encoded_password() -> None:
+    """The same password percent-encoded is fine, and only the host shows."""
+    parsed = parse_dsn("postgresql://svc:hunt%40er2@db.internal:5432/amira")
+    assert parsed.description == "host=db.internal port=5432 dbname=amira user=svc"
+    assert "hunt@er2" in parsed.secrets

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import aiosql
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 
 from .._resources import sql_dir
@@ -30,11 +31,13 @@ __all__ = [
     "APPLICATION_NAME",
     "IdleTracker",
     "PoolSettings",
+    "Timeouts",
     "async_queries",
     "load_queries",
     "pool_settings",
     "sync_queries",
     "tuple_rows",
+    "write_slots",
 ]
 
 APPLICATION_NAME: Final = "amira-data-access"
@@ -67,6 +70,42 @@ def _checked(adapter: str) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long the server lets a DAL's statements run and wait, in seconds (0: no limit).
+
+    Applied to every connection the DAL opens (libpq ``options``, so no extra round
+    trip). Without them one session holding ``SELECT … FOR UPDATE`` blocked writers
+    for as long as it held the lock, and once blocked writers filled the pool,
+    reads of other keys failed too.
+
+    * ``statement``: ``statement_timeout``, the longest any one statement may run;
+    * ``lock``: ``lock_timeout``, the longest a write waits for a row another
+      transaction holds (then ``DatabaseTimeoutError`` naming the key);
+    * ``idle_in_transaction``: ``idle_in_transaction_session_timeout``, how long a
+      ``transaction()`` block may sit between statements before the server ends it.
+    """
+
+    statement: float = 10.0
+    lock: float = 2.0
+    idle_in_transaction: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("statement", "lock", "idle_in_transaction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"Timeouts.{name} must be a number of seconds >= 0")
+
+    def options(self) -> str:
+        """The libpq ``options`` that set them (milliseconds)."""
+        settings = {
+            "statement_timeout": self.statement,
+            "lock_timeout": self.lock,
+            "idle_in_transaction_session_timeout": self.idle_in_transaction,
+        }
+        return " ".join(f"-c {name}={round(seconds * 1000)}" for name, seconds in settings.items())
+
+
+@dataclass(frozen=True, slots=True)
 class PoolSettings:
     """A DAL's validated options: where to connect, how, and the pool's arguments."""
 
@@ -76,6 +115,8 @@ class PoolSettings:
     retry: RetryPolicy
     connect_timeout: float
     check_after_idle: float
+    timeouts: Timeouts
+    max_size: int
     connect_kwargs: dict[str, Any]  # of every connection, pooled or not
     pool_kwargs: dict[str, Any]  # of ConnectionPool / AsyncConnectionPool, but ``check``
 
@@ -89,6 +130,7 @@ def pool_settings(
     check_after_idle: float,
     retry: RetryPolicy | None,
     application_name: str,
+    timeouts: Timeouts | None = None,
 ) -> PoolSettings:
     """Validate a DAL's constructor options (ValueError) and derive its settings."""
     if not 0 <= min_size <= max_size or max_size < 1:
@@ -99,12 +141,18 @@ def pool_settings(
         raise ValueError("connect_timeout must be positive")
     if check_after_idle < 0:
         raise ValueError("check_after_idle must be >= 0 (0 pings at every checkout)")
+    if timeouts is not None and not isinstance(timeouts, Timeouts):
+        raise ValueError("timeouts must be a Timeouts(...)")
+    timeouts = timeouts or Timeouts()
     parsed = parse_dsn(dsn)
+    # The DSN's own options come last, so a setting it names wins over our default.
+    given_options = str(conninfo_to_dict(parsed.conninfo).get("options") or "")
     connect_kwargs: dict[str, Any] = {
         "autocommit": True,
         # libpq takes whole seconds and treats anything below 2 as 2.
         "connect_timeout": max(2, math.ceil(connect_timeout)),
         "application_name": application_name,
+        "options": f"{timeouts.options()} {given_options}".strip(),
     }
     return PoolSettings(
         conninfo=parsed.conninfo,
@@ -113,6 +161,8 @@ def pool_settings(
         retry=retry or RetryPolicy(),
         connect_timeout=connect_timeout,
         check_after_idle=check_after_idle,
+        timeouts=timeouts,
+        max_size=max_size,
         connect_kwargs=connect_kwargs,
         pool_kwargs={
             "conninfo": parsed.conninfo,
@@ -152,6 +202,16 @@ class IdleTracker:
         last: float | None = getattr(conn, _LAST_CHECKOUT, None)
         setattr(conn, _LAST_CHECKOUT, now)
         return last is None or now - last >= self._idle_seconds
+
+
+def write_slots(max_size: int) -> int:
+    """How many writes (and transactions) may hold pooled connections at once.
+
+    A quarter of the pool (at least one connection) stays for reads: writers waiting
+    on a row lock can then never starve reads of other keys.
+    """
+    reserved = max(1, max_size // 4) if max_size > 1 else 0
+    return max_size - reserved
 
 
 @contextmanager

@@ -27,12 +27,17 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
 
+import psycopg_pool
+
 from ..entries import ConfigEntry
 from ..errors import (
     BACKEND_ERRORS,
     ConfigurationAccessError,
     ConflictError,
+    DatabaseConnectionError,
+    DatabaseUnreachable,
     InvalidConfigurationError,
+    OutcomeUnknownError,
     first_line,
     scrub,
     translate,
@@ -49,6 +54,7 @@ __all__ = [
     "Step",
     "Steps",
     "WriteObserver",
+    "mark_logged",
 ]
 
 P = ParamSpec("P")
@@ -112,6 +118,12 @@ class Context:
 _LOGGED: Final = "_amira_logged"  # set on an exception once an Operation logged it
 
 
+def mark_logged(error: BaseException) -> BaseException:
+    """Say ``error`` needs no log event of its own (e.g. its cause's change of state was logged)."""
+    setattr(error, _LOGGED, True)
+    return error
+
+
 class Operation:
     """One call on a store: its log event, its retries, and its failure, translated once.
 
@@ -123,7 +135,17 @@ class Operation:
     the block is translated and raised ``from`` the original.
     """
 
-    __slots__ = ("_context", "_fields", "_sent", "_started", "key", "level", "name", "outcome")
+    __slots__ = (
+        "_context",
+        "_fields",
+        "_sent",
+        "_started",
+        "_write_in_flight",
+        "key",
+        "level",
+        "name",
+        "outcome",
+    )
 
     def __init__(self, context: Context, name: str, key: str | None, level: str) -> None:
         self._context = context
@@ -133,6 +155,7 @@ class Operation:
         self.outcome = "ok"
         self._fields: dict[str, Any] | None = None
         self._sent = False  # a statement went out: a refusal is the server's, not validation
+        self._write_in_flight = False  # a write was handed over and no answer came back yet
         self._started = time.perf_counter()
 
     # -- what the operation tells us -----------------------------------------------------
@@ -185,14 +208,17 @@ class Operation:
         self._sent = True
         while True:
             try:
+                self._write_in_flight = not sent.read_only
                 result: R = yield sent
             except BACKEND_ERRORS as exc:
                 if not policy.should_retry(exc, attempt=attempt, idempotent=sent.resend_safe):
                     raise
                 self._log_retry(exc, attempt)
+                self._write_in_flight = False  # retried: only ever for a write that did not commit
                 yield Sleep(policy.delay(attempt))
                 attempt += 1
             else:
+                self._write_in_flight = False
                 return result
 
     # -- the event ---------------------------------------------------------------------
@@ -214,6 +240,16 @@ class Operation:
             return  # GeneratorExit, cancellation, or logged by the operation that raised it
         if isinstance(exc, BACKEND_ERRORS):
             error = translate(exc, operation=self.name, key=self.key, secrets=self._context.secrets)
+            if isinstance(exc, DatabaseUnreachable):
+                # Known down: that was logged when it went down; each refused call is not.
+                self._log("debug", "unreachable", {"error": str(error)})
+                raise mark_logged(error) from exc
+            if self._write_in_flight and _lost_after_sending(exc, error):
+                error = OutcomeUnknownError(
+                    f"{self.name} {self.key!r}: the connection was lost while the write was in "
+                    "flight, so it may or may not have been applied (outcome unknown): read it "
+                    f"back before writing again ({scrub(first_line(exc), self._context.secrets)})"
+                )
             self._log_error(error)
             raise error from exc
         if isinstance(exc, ConfigurationAccessError):
@@ -252,3 +288,13 @@ class Operation:
             sqlstate=getattr(exc, "sqlstate", None),
             error=scrub(first_line(exc), self._context.secrets),
         )
+
+
+def _lost_after_sending(exc: BaseException, error: ConfigurationAccessError) -> bool:
+    """Whether ``exc`` (translated as ``error``) may have struck after the server got the write.
+
+    A pool timeout or a closed pool mean no connection was ever had: nothing was sent.
+    """
+    if isinstance(exc, psycopg_pool.PoolTimeout | psycopg_pool.PoolClosed):
+        return False
+    return type(error) is DatabaseConnectionError

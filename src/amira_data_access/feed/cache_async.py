@@ -92,6 +92,7 @@ class AsyncCachedConfigDAL(AsyncConfigDAL):
         self._cache = ConfigCache()
         self._context.observer = _CacheWrites(self._cache)
         self._subscription: Subscription | None = None
+        self._serving_stale = False  # logged once when it starts, once when it ends
 
     async def open(self) -> None:
         """Open the pool and start the change feed that keeps the cache fresh."""
@@ -129,10 +130,10 @@ class AsyncCachedConfigDAL(AsyncConfigDAL):
                 return value
         try:
             entry = await self._read_entry(key)
-        except DatabaseConnectionError:  # unreachable, and the key was never cached
+        except DatabaseConnectionError as exc:  # unreachable, and the key was never cached
             if default is UNSET and key not in self._context.defaults:
                 raise
-            get_logger().warning("config.get", key=key, outcome="default_while_unreachable")
+            self._warn_stale(key, exc)
             return self._default_for(key, default)
         return self._default_for(key, default) if entry is None else entry.value
 
@@ -182,6 +183,7 @@ class AsyncCachedConfigDAL(AsyncConfigDAL):
             return cached  # type: ignore[return-value]  # ConfigEntry | None here
         if generation is not None:
             self._cache.fill(key, entry, generation)
+        self._fresh_again()
         return entry
 
     async def _read_many(self, keys: list[str]) -> dict[str, Any]:
@@ -201,6 +203,7 @@ class AsyncCachedConfigDAL(AsyncConfigDAL):
         for key, generation in generations.items():
             if generation is not None:
                 self._cache.fill(key, entries.get(key), generation)
+        self._fresh_again()
         return {key: entry.value for key, entry in entries.items()}
 
     def _generation(self, key: str) -> tuple[int, int] | None:
@@ -215,7 +218,15 @@ class AsyncCachedConfigDAL(AsyncConfigDAL):
         return self._context.defaults.get(key) if default is UNSET else default
 
     def _warn_stale(self, key: str, exc: BaseException) -> None:
-        get_logger().warning("config.get", key=key, outcome="stale", error=str(exc))
+        """The database cannot be read: say so once, not at every read served meanwhile."""
+        if not self._serving_stale:
+            self._serving_stale = True
+            get_logger().warning("config.get", key=key, outcome="stale", error=str(exc))
+
+    def _fresh_again(self) -> None:
+        if self._serving_stale:
+            self._serving_stale = False
+            get_logger().info("config.get", outcome="fresh")
 
     # -- writes: read-your-writes ------------------------------------------------------
 

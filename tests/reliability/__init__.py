@@ -1,0 +1,1 @@
+"""Fault tests against a real server: restarts, held locks, killed sessions, hostile input."""
