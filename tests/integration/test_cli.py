@@ -685,26 +685,44 @@ def test_invalid_dsn_and_usage_errors_exit_2_or_4() -> None:
     assert run_cli("--help").code == 0
 
 
-def test_watch_streams_changes_as_json_lines(cli: CLI, dsn: str) -> None:
-    """watch prints changes as JSON lines."""
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", "amira_data_access.cli", "--dsn", dsn, "watch", "amira.", "--json"],
+def _watcher(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "amira_data_access.cli", "watch", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=cli_env(),
+        env=env or cli_env(),
     )
+
+
+def test_watch_streams_changes_with_value_time_and_revision(cli: CLI, dsn: str) -> None:
+    """watch prints each change with its value, type, time and revision: JSON lines with
+    -o json, one line per change for people."""
+    as_json = _watcher("--dsn", dsn, "amira.", "--json")
+    as_text = _watcher("--dsn", dsn, "amira.")
     try:
-        assert watcher.stderr is not None
-        assert watcher.stdout is not None
-        assert "watching" in watcher.stderr.readline() + watcher.stderr.readline()
+        for watcher in (as_json, as_text):
+            assert watcher.stderr is not None
+            assert "watching amira." in watcher.stderr.readline()
         time.sleep(0.5)  # the listener is subscribed once the process has started
-        _set(cli, "amira.w", "1", "int")
-        event = json.loads(watcher.stdout.readline())
-        assert (event["key"], event["version"]) == ("amira.w", 1)
+        _set(cli, "amira.w", "41", "int")
+        cli("delete", "amira.w", "--by", "ops")
+        assert as_json.stdout is not None
+        event = json.loads(as_json.stdout.readline())
+        assert (event["key"], event["version"], event["operation"]) == ("amira.w", 1, "insert")
+        assert (event["value"], event["data_type"], event["changed_by"]) == (41, "int", "tester")
+        assert isinstance(event["revision"], int)
+        assert datetime.fromisoformat(event["changed_at"])
+        deleted = json.loads(as_json.stdout.readline())
+        assert (deleted["operation"], deleted["value"]) == ("delete", None)
+        assert as_text.stdout is not None
+        line = as_text.stdout.readline()
+        assert f"rev {event['revision']} insert amira.w v1 by tester = 41" in line
+        assert line.startswith(event["changed_at"][:19])  # the time first, to the second
     finally:
-        watcher.terminate()
-        watcher.communicate(timeout=30)
+        for watcher in (as_json, as_text):
+            watcher.terminate()
+            watcher.communicate(timeout=30)
 
 
 # -- the embedded server ----------------------------------------------------------------
@@ -758,6 +776,7 @@ def test_embedded_server_starts_serves_two_commands_and_stops(fresh_home: Path) 
 
     # Started again on demand, with the data kept.
     again = run_cli("get", "amira.e", "--json", env=env, secrets=(password,))
+    assert again.code == 0, again.stderr
     assert again.json()["value"] == 0.5
 
 

@@ -226,6 +226,9 @@ def _free_port() -> int:
 def _port_in_use(port: int) -> bool:
     """Whether something already listens on 127.0.0.1:port (a bind says so)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As PostgreSQL binds: connections of the previous run left in TIME_WAIT do not
+        # count, only a program listening there now.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:
