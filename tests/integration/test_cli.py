@@ -45,7 +45,8 @@ class Run:
 def cli_env(**extra: str) -> dict[str, str]:
     """The environment without any database settings (so only --dsn counts), colours off."""
     env = {k: v for k, v in os.environ.items() if k.upper() not in DB_VARIABLES}
-    env.pop("AMIRA_CONFIG_HOME", None)
+    for name in ("AMIRA_CONFIG_HOME", "AMIRA_CONFIG_ACTOR", "AMIRA_CONFIG_PORT"):
+        env.pop(name, None)
     env["NO_COLOR"] = "1"
     env.update(extra)
     return env

@@ -296,9 +296,10 @@ class LocalPostgres:
         major = data_major_version(self.data_dir)
         if major is None:
             return find_binaries()  # no cluster yet: any will do
-        recorded = PostgresBinaries.from_record(self._record)
-        if recorded is not None and recorded.major_version() == major:
-            return recorded
+        if not os.environ.get("AMIRA_CONFIG_PG_BINDIR"):  # an explicit choice wins
+            recorded = PostgresBinaries.from_record(self._record)
+            if recorded is not None and recorded.major_version() == major:
+                return recorded
         for candidate in candidate_binaries():
             if candidate.major_version() == major:
                 return candidate
