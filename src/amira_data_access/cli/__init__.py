@@ -240,10 +240,29 @@ def build_parser(
 # -- secrets and logging --------------------------------------------------------------
 
 
+class _Secrets(Sequence[str]):
+    """Passwords we may have been given, to scrub from anything we print: found on first
+    use (parsing a DSN imports psycopg, which --help and completion need not pay for)."""
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        self._argv = list(argv)
+        self._found: tuple[str, ...] | None = None
+
+    def _all(self) -> tuple[str, ...]:
+        if self._found is None:
+            self._found = _secrets(self._argv)
+        return self._found
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
 def _secrets(argv: Sequence[str]) -> tuple[str, ...]:
     """Passwords we may have been given, to scrub from anything we print."""
-    from ..errors import ConfigurationAccessError
-    from ..settings import database_variables, parse_dsn
+    from ..settings import database_variables
 
     candidates: list[str] = []
     for index, token in enumerate(argv):
@@ -258,9 +277,13 @@ def _secrets(argv: Sequence[str]) -> tuple[str, ...]:
         candidates.append(dsn)
     if password is not None:
         found.append(password)
-    for candidate in candidates:
-        with contextlib.suppress(ConfigurationAccessError):
-            found.extend(parse_dsn(candidate).secrets)
+    if candidates:
+        from ..errors import ConfigurationAccessError
+        from ..settings import parse_dsn
+
+        for candidate in candidates:
+            with contextlib.suppress(ConfigurationAccessError):
+                found.extend(parse_dsn(candidate).secrets)
     return tuple(secret for secret in found if secret)
 
 
@@ -325,7 +348,7 @@ def _report(message: str, *, code: int, kind: str, output: str | None, stdout: T
 
 
 def _parse(
-    argv: Sequence[str], secrets: tuple[str, ...], parser: argparse.ArgumentParser
+    argv: Sequence[str], secrets: Sequence[str], parser: argparse.ArgumentParser
 ) -> argparse.Namespace | int:
     """Parse, keeping argparse's own messages (which quote arguments) free of secrets."""
     captured = io.StringIO()
@@ -333,7 +356,8 @@ def _parse(
         with contextlib.redirect_stderr(captured):
             return parser.parse_args(normalize(parser, argv))
     except SystemExit as exc:
-        text = _scrub(captured.getvalue(), secrets)
+        text = captured.getvalue()
+        text = _scrub(text, secrets) if text else text
         sys.stderr.write(text)
         code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
         if code:
@@ -416,7 +440,7 @@ def _main(arguments: list[str], topics: Sequence[AddCommands], description: str)
     parser = build_parser(topics, description=description)
     if arguments[:1] == [completion.COMPLETE_COMMAND]:
         return completion.complete(parser, arguments[1:])
-    secrets = _secrets(arguments)
+    secrets = _Secrets(arguments)
     parsed = _parse(arguments, secrets, parser)
     if isinstance(parsed, int):
         return parsed

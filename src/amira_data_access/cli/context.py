@@ -19,9 +19,7 @@ psycopg and friends.
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
-import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -241,6 +239,9 @@ def default_actor(environ: dict[str, str] | None = None) -> str:
     The database also records its login role beside it, so this names the person
     (or the job) behind a shared role.
     """
+    import getpass
+    import socket
+
     env = os.environ if environ is None else environ
     explicit = env.get(ACTOR_ENV, "").strip()
     if explicit:

@@ -7,10 +7,6 @@ password: the DSN names the passfile that holds it.
 
 from __future__ import annotations
 
-import shlex
-import shutil
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 from .context import (
@@ -114,6 +110,8 @@ def cmd_server(ctx: Context) -> Outcome:
 
 
 def _connection(ctx: Context, server: EmbeddedServer, action: str) -> Outcome:
+    import shlex
+
     from psycopg.conninfo import conninfo_to_dict
 
     dsn = server.public_dsn()
@@ -136,6 +134,10 @@ def _connection(ctx: Context, server: EmbeddedServer, action: str) -> Outcome:
 
 
 def _psql(ctx: Context, server: EmbeddedServer) -> Outcome:
+    import shutil
+    import subprocess
+    import sys
+
     from psycopg.conninfo import conninfo_to_dict
 
     if ctx.output != "table":

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from .arguments import DASH_VALUE_SLOT
@@ -299,6 +297,8 @@ def _value_text(ctx: Context) -> str:
     if not given:
         key: str = args.key
         if "=" in key:
+            import shlex
+
             name, _, value = key.partition("=")
             raise UsageError(
                 f"no VALUE given for {key!r}: KEY and VALUE are two words, "
@@ -314,6 +314,8 @@ def _value_text(ctx: Context) -> str:
         return str(args.value if args.value is not None else args.value_option)
     if args.value_file == "-":
         return strip_final_newline(ctx.stdin.read())
+    from pathlib import Path
+
     try:
         return strip_final_newline(Path(args.value_file).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -137,6 +136,8 @@ def env_lines(items: Iterable[tuple[str, Any, str]]) -> str:
 
     Raises ValueError when two keys would give the same name.
     """
+    import shlex
+
     lines: list[str] = []
     seen: dict[str, str] = {}
     for key, value, data_type in items:
