@@ -571,6 +571,8 @@ def test_embedded_port_taken_by_another_program_is_refused(fresh_home: Path) -> 
     port = run_cli("server", "status", "-o", "json", env=env).json()["port"]
     run_cli("server", "stop", env=env)
     with socket.socket() as squatter:
+        # As servers do: the last run's connections in TIME_WAIT do not block the bind.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
         result = run_cli("list", env=env)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,18 @@ from amira_data_access.errors import (
     SchemaNotReadyError,
     UnexpectedCountError,
 )
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """main() run in-process silences the library's loggers (as the CLI process does):
+    put them back for the tests that follow."""
+    loggers = [logging.getLogger(name) for name in ("amira_data_access", "psycopg")]
+    saved = [(logger, logger.propagate, list(logger.handlers)) for logger in loggers]
+    yield
+    for logger, propagate, handlers in saved:
+        logger.propagate = propagate
+        logger.handlers[:] = handlers
 
 
 @pytest.mark.parametrize(
