@@ -45,7 +45,8 @@ class Run:
 def cli_env(**extra: str) -> dict[str, str]:
     """The environment without any database settings (so only --dsn counts), colours off."""
     env = {k: v for k, v in os.environ.items() if k.upper() not in DB_VARIABLES}
-    env.pop("AMIRA_CONFIG_HOME", None)
+    for name in ("AMIRA_CONFIG_HOME", "AMIRA_CONFIG_ACTOR", "AMIRA_CONFIG_PORT"):
+        env.pop(name, None)
     env["NO_COLOR"] = "1"
     env.update(extra)
     return env
@@ -132,7 +133,7 @@ def test_set_then_get_keeps_value_and_type(
 def test_get_shows_pretty_entry_and_says_which_database(cli: CLI) -> None:
     """Human get: a field per line, JSON indented, ISO 8601 times; stderr names the database."""
     _set(cli, "amira.tone", '{"a": [1, 2]}', "json", "--description", "tone")
-    result = cli("get", "amira.tone")
+    result = cli("-v", "get", "amira.tone")
     assert result.code == 0
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["key", "amira.tone"]
@@ -142,6 +143,7 @@ def test_get_shows_pretty_entry_and_says_which_database(cli: CLI) -> None:
     assert "amira-config: using host=" in result.stderr
     assert "dbname=" in result.stderr
     assert "\x1b[" not in result.stdout  # no colours when not on a terminal
+    assert cli("get", "amira.tone").stderr == ""  # not a terminal, no -v: no notice
 
 
 def test_get_missing_key_exits_1_with_json_error(cli: CLI) -> None:
@@ -164,6 +166,11 @@ def test_get_missing_key_exits_1_with_json_error(cli: CLI) -> None:
         (["bad key", "1", "--type", "int"], "whitespace"),
         (["amira.new", "1"], "give its --type"),
         (["amira.n", "1", "--type", "int", "--value-file", "x"], "not both"),
+        (["amira.n", "1", "--value", "2"], "not both VALUE and --value"),
+        (["amira.n"], "no VALUE given"),
+        (["amira.n=5", "--type", "int"], "e.g. amira-config set amira.n 5"),
+        (["amira.n", "1.5", "--type", "float"], "add --change-type to store it as float"),
+        (["amira.n", "1", "--change-type"], "--change-type goes with the new --type"),
     ],
 )
 def test_bad_values_exit_2_and_write_nothing(cli: CLI, args: list[str], message: str) -> None:
@@ -172,7 +179,7 @@ def test_bad_values_exit_2_and_write_nothing(cli: CLI, args: list[str], message:
     result = cli("set", *args, "--by", "tester")
     assert result.code == 2, result.stderr
     assert message in result.stderr
-    assert result.stderr.count("\n") == 2  # "using …" and the one error line
+    assert result.stderr.count("\n") == 1  # the one error line
     assert cli("get", "amira.n", "--json").json()["version"] == 1
 
 
@@ -306,7 +313,7 @@ def test_history_rollback_and_diff(cli: CLI) -> None:
     assert history[0]["change_reason"] == "be formal"
     table = cli("history", "amira.r").stdout
     assert "be formal" in table
-    assert table.splitlines()[0].split()[:3] == ["VERSION", "OPERATION", "CHANGED_AT"]
+    assert table.splitlines()[0].split()[:4] == ["VERSION", "OPERATION", "TYPE", "CHANGED_AT"]
 
     diff = cli("diff", "amira.r", "1", "2")
     assert diff.code == 0
@@ -396,7 +403,7 @@ def test_export_at_a_past_instant(cli: CLI) -> None:
     time.sleep(0.05)
     middle = datetime.now(UTC).isoformat()
     time.sleep(0.05)
-    _set(cli, "amira.p", "2.5", "float", "--description", "new")
+    _set(cli, "amira.p", "2.5", "float", "--description", "new", "--change-type")
     cli("delete", "amira.q", "--by", "ops")
     _set(cli, "amira.later", "true", "bool")
     then = cli("export", "amira.", "--at", middle, "--json").json()
@@ -421,11 +428,16 @@ def test_import_dry_run_shows_a_diff_and_writes_nothing(cli: CLI, tmp_path: Path
     )
     dry = cli("import", str(path), "--by", "ops", "--dry-run")
     assert dry.code == 0
-    assert "--- amira.a@v1 (current)" in dry.stdout
-    assert '-  "value": 1' in dry.stdout
-    assert '+  "value": 2' in dry.stdout
-    assert "--- amira.b (absent)" in dry.stdout
-    assert "would create 1, would update 1, unchanged 0 (dry run: nothing written)" in dry.stdout
+    assert dry.stdout.splitlines() == [
+        "~ amira.a (value) = 2",
+        "+ amira.b",
+        "would create 1, would update 1, unchanged 0 (dry run: nothing written)",
+    ]
+    diff = cli("import", str(path), "--by", "ops", "--dry-run", "--diff")
+    assert "--- amira.a@v1 (current)" in diff.stdout
+    assert '-  "value": 1' in diff.stdout
+    assert '+  "value": 2' in diff.stdout
+    assert "--- amira.b (absent)" in diff.stdout
     as_json = cli("import", str(path), "--by", "ops", "--dry-run", "--json").json()
     assert (as_json["created"], as_json["updated"], as_json["dry_run"]) == (
         ["amira.b"],
@@ -513,11 +525,11 @@ def test_migrate_status_verify_on_an_empty_database(empty_dsn: str, pg_server: T
     assert pending
     assert pending[0].startswith("0001_")
     check = cli("check", "--json")
-    assert check.code == 4
+    assert check.code == 6  # not migrated
     assert check.json()["ok"] is False
     assert "pending migration" in check.stderr
     assert "run amira-config migrate" in check.stderr
-    assert cli("get", "amira.x").code == 4  # schema missing: "run the migrations"
+    assert cli("get", "amira.x").code == 6  # schema missing: "run the migrations"
 
     dry = cli("migrate", "--dry-run", "--json").json()
     assert [m["filename"] for m in dry["applied"]] == pending
@@ -534,13 +546,13 @@ def test_migrate_status_verify_on_an_empty_database(empty_dsn: str, pg_server: T
     assert cli("verify").stdout.startswith(f"ok: {len(pending)} applied")
     ok = cli("check", "--json")
     assert ok.code == 0
-    assert [c["name"] for c in ok.json()["checks"]] == ["settings", "server", "schema"]
+    assert [c["name"] for c in ok.json()["checks"]] == ["settings", "server", "schema", "access"]
 
     refused = cli("baseline", "1")
-    assert refused.code == 4
+    assert refused.code == 6
     assert "only writes into an empty history" in refused.stderr
     repaired = cli("repair", "1", "--json")
-    assert repaired.code == 4
+    assert repaired.code == 6
     assert "repair" in repaired.json()["error"]["message"]
 
 
@@ -571,7 +583,7 @@ def test_refusals_say_each_problem_once_on_its_own_line(empty_dsn: str, tmp_path
         ("verify", "verify found problems:"),
     ]:
         result = run_cli("--dsn", empty_dsn, command, *folder)
-        assert result.code == 4, (command, result.stderr)
+        assert result.code == 6, (command, result.stderr)
         lines = [line for line in result.stderr.splitlines() if "using host=" not in line]
         assert lines[0] == f"amira-config: error: {headline}", command
         assert len(lines) == 3, (command, lines)
@@ -582,7 +594,7 @@ def test_refusals_say_each_problem_once_on_its_own_line(empty_dsn: str, tmp_path
     document = run_cli("--dsn", empty_dsn, "status", *folder, "--json").json()
     assert [p.split(" (")[0].split(":")[0] for p in document["problems"]] == [changed, late]
     packaged = run_cli("--dsn", empty_dsn, "verify")  # no --directory: the package's files
-    assert packaged.code == 4
+    assert packaged.code == 6
     assert "0001_create_configurations.sql was changed" in packaged.stderr
 
 
@@ -591,7 +603,7 @@ def test_reset_needs_the_environment_switch(empty_dsn: str) -> None:
     AMIRA_CONFIG_ALLOW_RESET=1; then the schema is gone and migrate starts over."""
     assert run_cli("--dsn", empty_dsn, "migrate").code == 0
     refused = run_cli("--dsn", empty_dsn, "reset")
-    assert refused.code == 4
+    assert refused.code == 6
     assert refused.stderr.splitlines() == [
         "amira-config: error: reset drops every configuration and is for tests only: "
         "set AMIRA_CONFIG_ALLOW_RESET=1 to allow it"
@@ -640,7 +652,7 @@ def test_wrong_password_and_debug_never_print_it(dsn: str) -> None:
         f"postgresql://{parts['user']}:{password}@{parts['host']}:{parts['port']}/{parts['dbname']}"
     )
     result = run_cli("--dsn", uri, "--debug", "get", "k", secrets=(SECRET,))
-    assert result.code == 4
+    assert result.code == 5  # the login was refused
     assert "Traceback" in result.stderr  # --debug shows it, still without the password
     env_result = run_cli(
         "get",
@@ -654,8 +666,11 @@ def test_wrong_password_and_debug_never_print_it(dsn: str) -> None:
         ),
         secrets=(SECRET,),
     )
-    assert env_result.code == 4
+    assert env_result.code == 5
     assert "Traceback" not in env_result.stderr
+    # The variables that chose the database are named (the password as ***).
+    assert f"named by DB_HOST={parts['host']} DB_PORT={parts['port']}" in env_result.stderr
+    assert "DB_PASSWORD=***" in env_result.stderr
 
 
 def test_invalid_dsn_and_usage_errors_exit_2_or_4() -> None:
@@ -667,30 +682,48 @@ def test_invalid_dsn_and_usage_errors_exit_2_or_4() -> None:
     usage = run_cli("--dsn", f"password={SECRET}", "bogus", "--json", secrets=(SECRET,))
     assert usage.code == 2
     assert usage.json()["error"]["code"] == 2
-    assert run_cli("set", "k", "1", "--type", "int").code == 2  # --by is required
+    assert run_cli("set", "k", "1", "--type", "int", "--bogus").code == 2
     assert run_cli("--help").code == 0
 
 
-def test_watch_streams_changes_as_json_lines(cli: CLI, dsn: str) -> None:
-    """watch prints changes as JSON lines."""
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", "amira_data_access.cli", "--dsn", dsn, "watch", "amira.", "--json"],
+def _watcher(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "amira_data_access.cli", "watch", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=cli_env(),
+        env=env or cli_env(),
     )
+
+
+def test_watch_streams_changes_with_value_time_and_revision(cli: CLI, dsn: str) -> None:
+    """watch prints each change with its value, type, time and revision: JSON lines with
+    -o json, one line per change for people."""
+    as_json = _watcher("--dsn", dsn, "amira.", "--json")
+    as_text = _watcher("--dsn", dsn, "amira.")
     try:
-        assert watcher.stderr is not None
-        assert watcher.stdout is not None
-        assert "watching" in watcher.stderr.readline() + watcher.stderr.readline()
+        for watcher in (as_json, as_text):
+            assert watcher.stderr is not None
+            assert "watching amira." in watcher.stderr.readline()
         time.sleep(0.5)  # the listener is subscribed once the process has started
-        _set(cli, "amira.w", "1", "int")
-        event = json.loads(watcher.stdout.readline())
-        assert (event["key"], event["version"]) == ("amira.w", 1)
+        _set(cli, "amira.w", "41", "int")
+        cli("delete", "amira.w", "--by", "ops")
+        assert as_json.stdout is not None
+        event = json.loads(as_json.stdout.readline())
+        assert (event["key"], event["version"], event["operation"]) == ("amira.w", 1, "insert")
+        assert (event["value"], event["data_type"], event["changed_by"]) == (41, "int", "tester")
+        assert isinstance(event["revision"], int)
+        assert datetime.fromisoformat(event["changed_at"])
+        deleted = json.loads(as_json.stdout.readline())
+        assert (deleted["operation"], deleted["value"]) == ("delete", None)
+        assert as_text.stdout is not None
+        line = as_text.stdout.readline()
+        assert f"rev {event['revision']} insert amira.w v1 by tester = 41" in line
+        assert line.startswith(event["changed_at"][:19])  # the time first, to the second
     finally:
-        watcher.terminate()
-        watcher.communicate(timeout=30)
+        for watcher in (as_json, as_text):
+            watcher.terminate()
+            watcher.communicate(timeout=30)
 
 
 # -- the embedded server ----------------------------------------------------------------
@@ -724,7 +757,7 @@ def test_embedded_server_starts_serves_two_commands_and_stops(fresh_home: Path) 
     env = cli_env(AMIRA_CONFIG_HOME=str(fresh_home))
     assert run_cli("server", "status", "--json", env=env).json()["initialized"] is False
 
-    first = run_cli("set", "amira.e", "0.5", "--type", "float", "--by", "me", env=env)
+    first = run_cli("-v", "set", "amira.e", "0.5", "--type", "float", "--by", "me", env=env)
     assert first.code == 0, first.stderr
     assert f"using embedded PostgreSQL at {fresh_home / 'postgres'}" in first.stderr
     password = (fresh_home / "postgres" / "credentials").read_text().strip()
@@ -732,7 +765,7 @@ def test_embedded_server_starts_serves_two_commands_and_stops(fresh_home: Path) 
 
     state = run_cli("server", "status", "--json", env=env).json()
     assert (state["initialized"], state["running"]) == (True, True)
-    second = run_cli("get", "amira.e", "--json", env=env, secrets=(password,))
+    second = run_cli("get", "amira.e", "--json", "-v", env=env, secrets=(password,))
     assert second.json()["value"] == 0.5
     assert f"127.0.0.1:{state['port']}" in second.stderr  # the same server, still running
 
@@ -744,6 +777,7 @@ def test_embedded_server_starts_serves_two_commands_and_stops(fresh_home: Path) 
 
     # Started again on demand, with the data kept.
     again = run_cli("get", "amira.e", "--json", env=env, secrets=(password,))
+    assert again.code == 0, again.stderr
     assert again.json()["value"] == 0.5
 
 

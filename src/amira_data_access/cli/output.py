@@ -7,29 +7,38 @@ terminal, and no ``NO_COLOR``), never by the functions that build the text.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ..entries import ConfigEntry, ConfigRevision
+if TYPE_CHECKING:
+    from ..entries import ConfigEntry, ConfigRevision
 
 __all__ = [
     "MAX_CELL",
+    "ROLLBACK_REASON",
     "Style",
+    "bare_value",
     "compact_value",
     "entry_document",
     "entry_to_json",
+    "env_lines",
+    "env_name",
     "iso",
     "pretty_value",
     "render_entry",
+    "render_revision",
     "render_table",
     "revision_to_json",
+    "rolled_back_to",
     "to_json",
+    "to_yaml",
     "unified_diff",
+    "visible_value",
 ]
 
 MAX_CELL = 60  # longest value shown in a table cell before it is cut with "…"
@@ -85,6 +94,61 @@ def to_json(document: Any) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)
 
 
+def to_yaml(document: Any) -> str:
+    """The same document as YAML (PyYAML is checked for before the command runs)."""
+    import yaml
+
+    text: str = yaml.safe_dump(
+        document, sort_keys=False, allow_unicode=True, default_flow_style=False
+    )
+    return text.rstrip("\n")
+
+
+def visible_value(key: str, value: Any, data_type: str) -> Any:
+    """The value of ``key`` as the command line shows it to a person or a shell.
+
+    The one place where secret values will be masked (there are no secret keys
+    yet): every value shown by ``watch``, in tables and by ``-o value``/``-o env``
+    goes through here.
+    """
+    del key, data_type  # what a secret will be decided from
+    return value
+
+
+def bare_value(value: Any, data_type: str) -> str:
+    """``-o value``: text as is, everything else as compact JSON on one line."""
+    if data_type == "str" and isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+_NOT_IN_NAME = re.compile(r"[^A-Z0-9_]")
+
+
+def env_name(key: str) -> str:
+    """A key as an environment variable name: ``amira.chat.tone`` -> ``AMIRA_CHAT_TONE``."""
+    name = _NOT_IN_NAME.sub("_", key.upper())
+    return f"_{name}" if name[:1].isdigit() else name
+
+
+def env_lines(items: Iterable[tuple[str, Any, str]]) -> str:
+    """``-o env``: ``NAME='value'`` lines a POSIX shell reads back (``eval``, ``set -a; .``).
+
+    Raises ValueError when two keys would give the same name.
+    """
+    import shlex
+
+    lines: list[str] = []
+    seen: dict[str, str] = {}
+    for key, value, data_type in items:
+        name = env_name(key)
+        if name in seen:
+            raise ValueError(f"{seen[name]!r} and {key!r} would both be ${name}")
+        seen[name] = key
+        lines.append(f"{name}={shlex.quote(bare_value(value, data_type))}")
+    return "\n".join(lines)
+
+
 def pretty_value(value: Any, data_type: str) -> str:
     """A value for a person: text as is, everything else as indented JSON."""
     if data_type == "str" and isinstance(value, str):
@@ -130,7 +194,21 @@ def revision_to_json(revision: ConfigRevision) -> dict[str, Any]:
         "changed_by": revision.changed_by,
         "changed_at": iso(revision.changed_at, precise=True),
         "change_reason": revision.change_reason,
+        "rollback_to": rolled_back_to(revision.change_reason),
     }
+
+
+# The CLI's rollback records why in the history's reason: "rollback to v3[: why]".
+# (The library records a rollback as an ordinary update; this is how it is told apart.)
+ROLLBACK_REASON = "rollback to v"
+_ROLLBACK = re.compile(r"^rollback to v(\d+)(?::|$)")
+
+
+def rolled_back_to(reason: str | None) -> int | None:
+    """The version a change restored, when its reason is the one ``amira-config rollback``
+    records; None otherwise."""
+    found = _ROLLBACK.match(reason or "")
+    return int(found.group(1)) if found else None
 
 
 def entry_document(value: Any, data_type: str, description: str | None) -> dict[str, Any]:
@@ -159,17 +237,46 @@ def render_table(
 
 def render_entry(entry: ConfigEntry, style: Style | None = None) -> str:
     """One entry as ``field  value`` lines, the value pretty-printed and indented."""
+    value = visible_value(entry.key, entry.value, entry.data_type)
+    return _render_fields(
+        [
+            ("key", entry.key),
+            ("value", pretty_value(value, entry.data_type)),
+            ("data_type", entry.data_type),
+            ("description", entry.description or ""),
+            ("version", str(entry.version)),
+            ("created_at", iso(entry.created_at)),
+            ("updated_at", iso(entry.updated_at)),
+            ("updated_by", entry.updated_by),
+        ],
+        style,
+    )
+
+
+def render_revision(revision: ConfigRevision, style: Style | None = None) -> str:
+    """One history row (``get --version``/``--at``) as ``field  value`` lines."""
+    value = visible_value(revision.key, revision.value, revision.data_type)
+    restored = rolled_back_to(revision.change_reason)
+    operation = revision.operation + (f" (rollback to v{restored})" if restored else "")
+    return _render_fields(
+        [
+            ("key", revision.key),
+            ("value", pretty_value(value, revision.data_type)),
+            ("data_type", revision.data_type),
+            ("description", revision.description or ""),
+            ("version", str(revision.version)),
+            ("revision", str(revision.revision)),
+            ("operation", operation),
+            ("changed_at", iso(revision.changed_at)),
+            ("changed_by", revision.changed_by),
+            ("reason", revision.change_reason or ""),
+        ],
+        style,
+    )
+
+
+def _render_fields(fields: Sequence[tuple[str, str]], style: Style | None) -> str:
     style = style or Style()
-    fields: list[tuple[str, str]] = [
-        ("key", entry.key),
-        ("value", pretty_value(entry.value, entry.data_type)),
-        ("data_type", entry.data_type),
-        ("description", entry.description or ""),
-        ("version", str(entry.version)),
-        ("created_at", iso(entry.created_at)),
-        ("updated_at", iso(entry.updated_at)),
-        ("updated_by", entry.updated_by),
-    ]
     width = max(len(name) for name, _ in fields)
     lines: list[str] = []
     for name, text in fields:
@@ -198,6 +305,8 @@ def unified_diff(
 
     ``None`` stands for "absent" (a key not yet created, or deleted).
     """
+    import difflib
+
     style = style or Style()
     lines = difflib.unified_diff(
         _document_lines(before),

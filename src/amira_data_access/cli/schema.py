@@ -12,43 +12,69 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
-from .. import migrations
-from ..errors import ConfigurationAccessError, MigrationError
-from ..migrations.history import problem_list
-from ..migrations.verbs import RESET_ALLOWED_ENV, require_reset_allowed
-from ..settings import parse_dsn
-from .context import EXIT_DATABASE, EXIT_OK, Context, Outcome, Subcommands
+from .context import EXIT_OK, Context, Outcome, Subcommands, add_command, default_actor
 from .output import iso, render_table
 
-__all__ = ["add_commands", "status_document"]
+if TYPE_CHECKING:
+    from .. import migrations
+
+__all__ = ["PROBE_KEY", "add_commands", "status_document"]
+
+RESET_ALLOWED_ENV: Final = "AMIRA_CONFIG_ALLOW_RESET"  # migrations.verbs' (checked in a test)
+# check writes and deletes this key in a transaction it rolls back: nothing is kept,
+# nothing is announced (NOTIFY is sent at commit only).
+PROBE_KEY: Final = "amira-config.check.probe"
 
 
 def add_commands(commands: Subcommands) -> None:
     """Register migrate, status, verify, baseline, repair, reset and check."""
-    migrate = commands.add_parser("migrate", help="apply pending migrations")
+    migrate = add_command(
+        commands,
+        "migrate",
+        summary="apply pending migrations",
+        examples=["amira-config migrate --dry-run", "amira-config migrate"],
+        run=cmd_migrate,
+    )
     migrate.add_argument("--dry-run", action="store_true", help="list them, apply nothing")
-    migrate.set_defaults(run=cmd_migrate)
-    status = commands.add_parser("status", help="applied, pending and changed migrations")
-    status.set_defaults(run=cmd_status)
-    verify = commands.add_parser("verify", help="check the migration history against the files")
-    verify.set_defaults(run=cmd_verify)
-    baseline = commands.add_parser(
-        "baseline", help="record files up to VERSION as applied without running them"
+    status = add_command(
+        commands,
+        "status",
+        summary="applied, pending and changed migrations",
+        examples=["amira-config status", "amira-config status -o json"],
+        run=cmd_status,
+    )
+    verify = add_command(
+        commands,
+        "verify",
+        summary="check the migration history against the files",
+        examples=["amira-config verify"],
+        run=cmd_verify,
+    )
+    baseline = add_command(
+        commands,
+        "baseline",
+        summary="record files up to VERSION as applied without running them",
+        examples=["amira-config baseline 3"],
+        run=cmd_baseline,
     )
     baseline.add_argument("version", type=int, metavar="VERSION")
-    baseline.set_defaults(run=cmd_baseline)
-    repair = commands.add_parser(
-        "repair", help="clear the failed history row of VERSION so that it runs again"
+    repair = add_command(
+        commands,
+        "repair",
+        summary="clear the failed history row of VERSION so that it runs again",
+        examples=["amira-config repair 4"],
+        run=cmd_repair,
     )
     repair.add_argument("version", type=int, metavar="VERSION")
-    repair.set_defaults(run=cmd_repair)
-    reset = commands.add_parser(
+    reset = add_command(
+        commands,
         "reset",
-        help=f"drop schema amira_config with all its data (tests only: {RESET_ALLOWED_ENV}=1)",
+        summary=f"drop schema amira_config with all its data (tests only: {RESET_ALLOWED_ENV}=1)",
+        examples=[f"{RESET_ALLOWED_ENV}=1 amira-config reset"],
+        run=cmd_reset,
     )
-    reset.set_defaults(run=cmd_reset)
     for parser in (migrate, status, verify, baseline):  # the verbs that read the files
         parser.add_argument(
             "--directory",
@@ -58,8 +84,24 @@ def add_commands(commands: Subcommands) -> None:
         )
     for parser in (migrate, status, verify, baseline, repair, reset):
         parser.set_defaults(auto_migrate=False)
-    check = commands.add_parser("check", help="settings valid, server reachable, schema current")
-    check.set_defaults(run=cmd_check)
+    add_command(
+        commands,
+        "check",
+        summary="settings valid, server reachable, schema current, role can read and write",
+        examples=["amira-config check", "amira-config check -o json"],
+        run=cmd_check,
+        details=(
+            "The exit code is the failing step's: 4 unreachable, 5 login or permission "
+            "refused, 6 not migrated. The write check sets and deletes a probe key in a "
+            "transaction that is rolled back: nothing is kept."
+        ),
+    )
+
+
+def _migrations() -> Any:
+    from .. import migrations
+
+    return migrations
 
 
 def _migration_json(migration: migrations.Migration) -> dict[str, Any]:
@@ -85,7 +127,7 @@ def _applied_json(row: migrations.AppliedMigration) -> dict[str, Any]:
 
 def cmd_migrate(ctx: Context) -> Outcome:
     """``migrate [--dry-run]``: apply pending migrations."""
-    done = migrations.migrate(
+    done = _migrations().migrate(
         ctx.conninfo(), directory=ctx.args.directory, dry_run=ctx.args.dry_run
     )
     verb = "would apply" if ctx.args.dry_run else "applied"
@@ -110,7 +152,7 @@ def status_document(state: migrations.MigrationStatus) -> dict[str, Any]:
 
 def cmd_status(ctx: Context) -> Outcome:
     """``status``: applied, pending, changed migrations; exit 4 when history and files disagree."""
-    state = migrations.status(ctx.conninfo(), directory=ctx.args.directory)
+    state = _migrations().status(ctx.conninfo(), directory=ctx.args.directory)
     failed = {row.version for row in state.failed}
     changed = {m.version for m in state.changed}
     rows = [
@@ -125,9 +167,12 @@ def cmd_status(ctx: Context) -> Outcome:
     rows += [["pending", m.filename, "", ""] for m in state.pending]
     lines = [render_table(["STATE", "FILE", "APPLIED_AT", "APPLIED_BY"], rows, ctx.style)]
     if state.problems:
+        from ..migrations.history import problem_list
+        from .context import EXIT_SCHEMA
+
         # Said once, on stderr, one line per problem: as migrate and verify refuse.
         error = problem_list("migration history and files disagree", state.problems)
-        return Outcome(status_document(state), "\n".join(lines), EXIT_DATABASE, error)
+        return Outcome(status_document(state), "\n".join(lines), EXIT_SCHEMA, error)
     pending = len(state.pending)
     lines.append("up to date" if not pending else f"{pending} pending: run amira-config migrate")
     return Outcome(status_document(state), "\n".join(lines))
@@ -135,41 +180,56 @@ def cmd_status(ctx: Context) -> Outcome:
 
 def cmd_verify(ctx: Context) -> Outcome:
     """``verify``: check history against files without changing anything."""
-    state = migrations.verify(ctx.conninfo(), directory=ctx.args.directory)
+    state = _migrations().verify(ctx.conninfo(), directory=ctx.args.directory)
     text = f"ok: {len(state.applied)} applied, {len(state.pending)} pending"
     return Outcome(status_document(state), text)
 
 
 def cmd_baseline(ctx: Context) -> Outcome:
     """``baseline VERSION``: record files up to VERSION as applied without running them."""
-    chosen = migrations.baseline(ctx.conninfo(), ctx.args.version, directory=ctx.args.directory)
+    chosen = _migrations().baseline(ctx.conninfo(), ctx.args.version, directory=ctx.args.directory)
     text = "\n".join(f"baselined {m.filename}" for m in chosen)
     return Outcome({"baselined": [_migration_json(m) for m in chosen]}, text)
 
 
 def cmd_repair(ctx: Context) -> Outcome:
     """``repair VERSION``: clear a failed history row so the file runs again."""
-    row = migrations.repair(ctx.conninfo(), ctx.args.version)
+    row = _migrations().repair(ctx.conninfo(), ctx.args.version)
     text = f"repaired {row.filename}: it runs again on the next migrate"
     return Outcome({"repaired": _applied_json(row)}, text)
 
 
 def cmd_reset(ctx: Context) -> Outcome:
     """``reset``: drop schema amira_config (refused unless AMIRA_CONFIG_ALLOW_RESET=1)."""
+    from ..migrations.verbs import require_reset_allowed
+
     require_reset_allowed()  # before finding (or starting) the database
-    migrations.reset(ctx.conninfo())
+    _migrations().reset(ctx.conninfo())
     return Outcome({"reset": True}, "reset: schema amira_config dropped")
 
 
+class _RolledBack(Exception):  # noqa: N818  # leaves check's probe transaction
+    """Raised to leave the probe transaction: it rolls back."""
+
+
 def cmd_check(ctx: Context) -> Outcome:
-    """``check``: settings valid, server reachable, schema current; exit 4 with the reason."""
+    """``check``: settings valid, server reachable, schema current, role can read and write.
+
+    Stops at the first failure, whose exit code is the command's (4, 5 or 6).
+    """
+    from ..errors import ConfigurationAccessError, MigrationError
+    from ..settings import parse_dsn
+    from . import exit_code
+
     checks: list[dict[str, Any]] = []
+    failure: list[BaseException] = []
 
     def step(name: str, run: Callable[[], str]) -> bool:
         try:
             checks.append({"name": name, "ok": True, "detail": run()})
         except ConfigurationAccessError as exc:
             checks.append({"name": name, "ok": False, "detail": str(exc)})
+            failure.append(exc)
             return False
         return True
 
@@ -177,8 +237,10 @@ def cmd_check(ctx: Context) -> Outcome:
         return parse_dsn(ctx.conninfo()).description
 
     def server() -> str:
-        ctx.dal().open()
-        return "reachable"
+        dal = ctx.dal()
+        dal.open()  # raises the precise error (refused, login, unknown database)
+        health = dal.health()
+        return f"reachable ({health.server_version}, {health.latency_ms:.1f} ms)"
 
     def schema() -> str:
         state = ctx.dal().migration_status()
@@ -191,9 +253,21 @@ def cmd_check(ctx: Context) -> Outcome:
             )
         return f"up to date ({len(state.applied)} migrations applied)"
 
+    def access() -> str:
+        dal = ctx.dal()
+        dal.list(limit=1)
+        try:
+            with dal.transaction() as tx:
+                tx.set(PROBE_KEY, 1, data_type="int", updated_by=default_actor())
+                tx.delete(PROBE_KEY, deleted_by=default_actor())
+                raise _RolledBack
+        except _RolledBack:
+            pass
+        return "the role can read, write and delete (probe rolled back)"
+
     # Each step needs the one before it: stop at the first failure, which is the reason.
-    if step("settings", settings) and step("server", server):
-        step("schema", schema)
+    if step("settings", settings) and step("server", server) and step("schema", schema):
+        step("access", access)
     ok = all(check["ok"] for check in checks)
     rows = [
         [ctx.style.green("ok") if c["ok"] else ctx.style.red("FAIL"), c["name"], c["detail"]]
@@ -204,4 +278,5 @@ def cmd_check(ctx: Context) -> Outcome:
     )
     failed = next((c for c in checks if not c["ok"]), None)
     error = f"check failed: {failed['name']}: {failed['detail']}" if failed else None
-    return Outcome({"ok": ok, "checks": checks}, text, EXIT_OK if ok else EXIT_DATABASE, error)
+    code = exit_code(failure[0]) if failure else EXIT_OK
+    return Outcome({"ok": ok, "checks": checks}, text, code, error)

@@ -1,20 +1,31 @@
-"""``export``, ``import``: entries to a file and back, in one transaction and one revision."""
+"""``export``, ``import``: entries to a file and back, in one transaction and one revision.
+
+``import --prune`` makes the database match the file (a declarative sync, like
+``kubectl apply --prune``): the keys under ``--prefix`` that the file does not
+have are deleted in the same transaction as the writes, so a failure leaves
+everything as it was. People get a summary and a line per changed key (the
+first few); ``--diff`` shows every change as a unified diff.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
-from ..codec import prepare_value
-from ..dal import ConfigDAL
-from ..entries import ConfigEntry, ConfigRevision
-from ..errors import ConfigurationAccessError, UnreadableValueError
-from .context import Context, Outcome, Subcommands, writer_options
-from .keys import all_entries, reporting_unreadable
-from .output import entry_document, unified_diff
+from .context import (
+    Context,
+    Item,
+    Outcome,
+    Subcommands,
+    actor,
+    add_command,
+    writer_options,
+)
+from .keys import CONFIRM_ABOVE, reporting_unreadable
+from .output import compact_value, entry_document, unified_diff
 from .values import (
     FileFormat,
     ImportEntry,
@@ -24,38 +35,83 @@ from .values import (
     parse_instant,
 )
 
-__all__ = ["add_commands", "export_document"]
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from ..dal import ConfigDAL, ConfigTransaction
+    from ..entries import ConfigEntry
+
+__all__ = ["SHOWN_CHANGES", "add_commands", "export_document"]
+
+SHOWN_CHANGES: Final = 20  # import lists this many changed keys; --diff shows them all
+_BATCH: Final = 1000  # the most keys delete_many takes at once
+_PAGE: Final = 1000
 
 
 def add_commands(commands: Subcommands) -> None:
     """Register export and import."""
-    export = commands.add_parser("export", help="entries as an import file")
+    export = add_command(
+        commands,
+        "export",
+        summary="entries as an import file (or as shell variables with -o env)",
+        examples=[
+            "amira-config export amira.chat. > chat.json",
+            "amira-config export --format yaml --at 2025-01-31T12:00:00Z > then.yaml",
+            'eval "$(amira-config export amira.chat. -o env)"',
+        ],
+        run=cmd_export,
+        outputs=("table", "json", "yaml", "env"),
+    )
     export.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
-    export.add_argument("--format", choices=["json", "yaml"], default="json")
+    export.add_argument(
+        "--format", choices=["json", "yaml"], default=None, help="the file's format (default json)"
+    )
     export.add_argument(
         "--at", metavar="TIMESTAMP", help="as it was then (ISO 8601; UTC if no offset)"
     )
-    export.set_defaults(run=cmd_export)
 
-    import_ = commands.add_parser("import", help="write an export file in one transaction")
+    import_ = add_command(
+        commands,
+        "import",
+        summary="write an export file in one transaction (--prune: and delete what it lacks)",
+        examples=[
+            "amira-config import chat.json --dry-run",
+            'amira-config import chat.json --reason "release 42"',
+            "amira-config import chat.json --prune --prefix amira.chat. --dry-run",
+            "amira-config import chat.json --diff",
+        ],
+        run=cmd_import,
+        details=(
+            "Only the entries that differ are written. --prune deletes the keys under "
+            f"--prefix (default: every key) that the file lacks; above {CONFIRM_ABOVE} "
+            "deletions it needs --yes. A changed data_type needs --change-type."
+        ),
+    )
     import_.add_argument("file", metavar="FILE", help="the file ('-': stdin)")
     import_.add_argument("--format", choices=["json", "yaml"], help="default: by extension")
-    import_.add_argument("--dry-run", action="store_true", help="show the diff, write nothing")
+    import_.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
+    import_.add_argument("--diff", action="store_true", help="show every change as a unified diff")
+    import_.add_argument(
+        "--prune",
+        action="store_true",
+        help="also delete the keys under --prefix that the file does not have",
+    )
+    import_.add_argument(
+        "--prefix",
+        metavar="P",
+        default="",
+        help="the keys this file is for: its entries must start with P, --prune stays under P",
+    )
+    import_.add_argument(
+        "--yes", action="store_true", help=f"confirm --prune deleting more than {CONFIRM_ABOVE}"
+    )
+    import_.add_argument(
+        "--change-type", action="store_true", help="allow entries to change a key's data_type"
+    )
     writer_options(import_, version_option=False)
-    import_.set_defaults(run=cmd_import)
 
 
-def _entry_at(dal: ConfigDAL, key: str, when: datetime) -> ConfigRevision | None:
-    """The newest change of ``key`` made at or before ``when`` (for its type and description)."""
-    before: int | None = None
-    while True:
-        page = dal.history(key, limit=100, before_version=before)
-        for revision in page:
-            if revision.changed_at <= when:
-                return revision
-        if len(page) < 100:
-            return None
-        before = page[-1].version
+# -- export ---------------------------------------------------------------------------
 
 
 def export_document(
@@ -63,6 +119,10 @@ def export_document(
 ) -> dict[str, Any]:
     """``{key: {value, data_type, description}}`` now, or as it was at ``when``; given
     ``unreadable``, keys whose value cannot be decoded are left out and listed there."""
+    from ..errors import UnreadableValueError
+    from .history import revision_at
+    from .keys import all_entries
+
     if when is None:
         return {
             e.key: entry_document(e.value, e.data_type, e.description)
@@ -77,7 +137,7 @@ def export_document(
         unreadable.extend(exc.keys)
         snapshot = exc.readable
     for key in snapshot:
-        revision = _entry_at(dal, key, when)
+        revision = revision_at(dal, key, when)
         if revision is not None and revision.operation != "delete":
             document[key] = entry_document(revision.value, revision.data_type, revision.description)
     return document
@@ -88,9 +148,13 @@ def cmd_export(ctx: Context) -> Outcome:
     when = parse_instant(ctx.args.at) if ctx.args.at else None
     unreadable: list[str] = []
     document = export_document(ctx.dal(), ctx.args.prefix, when, unreadable)
-    file_format: FileFormat = ctx.args.format
-    text = dump_document(document, file_format).rstrip("\n")
-    return reporting_unreadable(Outcome(document, text), unreadable)
+    file_format: FileFormat = ctx.args.format or "json"
+    items = [Item(key, e["value"], e["data_type"]) for key, e in document.items()]
+    outcome = Outcome(document, dump_document(document, file_format).rstrip("\n"), items=items)
+    return reporting_unreadable(outcome, unreadable)
+
+
+# -- import ---------------------------------------------------------------------------
 
 
 def _import_format(path: str, given: str | None) -> FileFormat:
@@ -117,6 +181,15 @@ class _Change:
     after: dict[str, Any]
     current_version: int | None
 
+    @property
+    def type_changed(self) -> bool:
+        return self.before is not None and self.before["data_type"] != self.data_type
+
+    def label(self) -> str:
+        if self.before is None:
+            return f"{self.item.key} (absent)"
+        return f"{self.item.key}@v{self.current_version} (current)"
+
 
 def _canonical(document: dict[str, Any] | None) -> str:
     return json.dumps(document, sort_keys=True, ensure_ascii=False)
@@ -124,6 +197,9 @@ def _canonical(document: dict[str, Any] | None) -> str:
 
 def _plan(item: ImportEntry, current: ConfigEntry | None, source: str) -> _Change:
     """What importing ``item`` would store, against the current entry (type and text kept)."""
+    from ..codec import prepare_value
+    from ..errors import ConfigurationAccessError
+
     data_type = item.data_type or (current.data_type if current else None)
     try:
         prepared = prepare_value(item.value, data_type)
@@ -139,54 +215,161 @@ def _plan(item: ImportEntry, current: ConfigEntry | None, source: str) -> _Chang
     return _Change(item, prepared.data_type, before, after, current.version if current else None)
 
 
+def _current_entries(
+    tx: ConfigTransaction, items: list[ImportEntry], prefix: str
+) -> dict[str, ConfigEntry]:
+    """The stored entries the import compares with: a page at a time under the keys'
+    common prefix when there are many, else one by one."""
+    if len(items) <= 20:
+        found = {item.key: tx.get_entry(item.key) for item in items}
+        return {key: entry for key, entry in found.items() if entry is not None}
+    # Every key is under prefix (checked), so their common prefix is at least as narrow.
+    # Character by character is what a key prefix is.
+    scope = os.path.commonprefix([item.key for item in items])  # noqa: RUF071
+    entries: dict[str, ConfigEntry] = {}
+    after: str | None = None
+    while True:
+        page = tx.list(scope, after=after, limit=_PAGE)
+        entries.update((entry.key, entry) for entry in page)
+        if len(page) < _PAGE:
+            return entries
+        after = page[-1].key
+
+
+def _all_keys(tx: ConfigTransaction, prefix: str) -> list[str]:
+    keys: list[str] = []
+    after: str | None = None
+    while True:
+        page = tx.list(prefix, after=after, limit=_PAGE)
+        keys.extend(entry.key for entry in page)
+        if len(page) < _PAGE:
+            return keys
+        after = page[-1].key
+
+
 def cmd_import(ctx: Context) -> Outcome:
-    """``import FILE``: write every changed entry in one transaction (or only show the diff)."""
+    """``import FILE``: write every changed entry in one transaction (or only show them)."""
     args = ctx.args
     source = "stdin" if args.file == "-" else args.file
     items = parse_document(_read_import_file(ctx), _import_format(args.file, args.format), source)
-    created: list[str] = []
-    updated: list[str] = []
-    unchanged: list[str] = []
-    diffs: list[tuple[dict[str, Any] | None, dict[str, Any], str, str]] = []
+    prefix: str = args.prefix
+    outside = [item.key for item in items if not item.key.startswith(prefix)]
+    if outside:
+        raise UsageError(
+            f"{source}: {len(outside)} entries are not under --prefix {prefix!r} "
+            f"(first: {outside[0]!r})"
+        )
+    if args.yes and not args.prune:
+        raise UsageError("--yes confirms the deletions of --prune")
     dal = ctx.dal()
     # Reads and writes in one transaction: all or nothing, one history revision.
     with dal.transaction() as tx:
-        plans = [_plan(item, tx.get_entry(item.key), source) for item in items]
-        for plan in plans:
-            if _canonical(plan.before) == _canonical(plan.after):
-                unchanged.append(plan.item.key)
-                continue
-            (created if plan.before is None else updated).append(plan.item.key)
-            label = (
-                f"{plan.item.key}@v{plan.current_version} (current)"
-                if plan.before
-                else f"{plan.item.key} (absent)"
+        current = _current_entries(tx, items, prefix)
+        plans = [_plan(item, current.get(item.key), source) for item in items]
+        changes = [p for p in plans if _canonical(p.before) != _canonical(p.after)]
+        unchanged = [p.item.key for p in plans if _canonical(p.before) == _canonical(p.after)]
+        retyped = [p for p in changes if p.type_changed]
+        if retyped and not args.change_type:
+            first = retyped[0]
+            assert first.before is not None
+            raise UsageError(
+                f"{source}: {len(retyped)} entries change a key's data_type (first: "
+                f"{first.item.key!r}, {first.before['data_type']} → {first.data_type}): "
+                "add --change-type to allow it; nothing was written"
             )
-            diffs.append((plan.before, plan.after, label, source))
-            if not args.dry_run:
+        in_file = {item.key for item in items}
+        pruned = [key for key in _all_keys(tx, prefix) if key not in in_file] if args.prune else []
+        if len(pruned) > CONFIRM_ABOVE and not args.yes and not args.dry_run:
+            raise UsageError(
+                f"--prune would delete {len(pruned)} keys under {prefix!r}: add --yes to delete "
+                f"more than {CONFIRM_ABOVE} at once (--dry-run lists them); nothing was written"
+            )
+        if not args.dry_run:
+            who, reason = actor(ctx), args.reason
+            # One statement per key (not set_many): a refusal by the database then
+            # names the entry it refused; all of them are still one transaction.
+            for plan in changes:
                 tx.set(
                     plan.item.key,
                     plan.after["value"],
                     data_type=plan.data_type,
                     description=plan.item.description,
-                    updated_by=args.by,
-                    reason=args.reason,
+                    updated_by=who,
+                    reason=reason,
                 )
-    plain = "\n".join(unified_diff(b, a, before_label=bl, after_label=al) for b, a, bl, al in diffs)
-    shown = "\n".join(
-        unified_diff(b, a, before_label=bl, after_label=al, style=ctx.style)
-        for b, a, bl, al in diffs
+            for start in range(0, len(pruned), _BATCH):
+                tx.delete_many(
+                    pruned[start : start + _BATCH],
+                    deleted_by=who,
+                    reason=reason,
+                    expected_count=len(pruned[start : start + _BATCH]),
+                )
+    return _import_outcome(ctx, changes, unchanged, pruned, current, source)
+
+
+def _import_outcome(
+    ctx: Context,
+    changes: list[_Change],
+    unchanged: list[str],
+    pruned: list[str],
+    current: dict[str, ConfigEntry],
+    source: str,
+) -> Outcome:
+    args = ctx.args
+    dry = bool(args.dry_run)
+    created = [p.item.key for p in changes if p.before is None]
+    updated = [p.item.key for p in changes if p.before is not None]
+
+    def diff(plan: _Change, style: Any = None) -> str:
+        return unified_diff(
+            plan.before, plan.after, before_label=plan.label(), after_label=source, style=style
+        )
+
+    def deletion(key: str, style: Any = None) -> str:
+        entry = current.get(key)
+        before = entry_document(entry.value, entry.data_type, entry.description) if entry else None
+        return unified_diff(
+            before or {"key": key}, None, before_label=f"{key} (current)", after_label=source,
+            style=style,
+        )  # fmt: skip
+
+    plain = "\n".join([*(diff(p) for p in changes), *(deletion(k) for k in pruned)])
+    lines: list[str] = []
+    if args.diff:
+        lines += [diff(p, ctx.style) for p in changes]
+        lines += [deletion(k, ctx.style) for k in pruned]
+    else:
+        listed: list[str] = []
+        for plan in changes:
+            if plan.before is None:
+                listed.append(ctx.style.green(f"+ {plan.item.key}"))
+            else:
+                what = "value" if plan.before["value"] != plan.after["value"] else "description"
+                if plan.type_changed:
+                    what = f"type {plan.before['data_type']} → {plan.data_type}"
+                shown = compact_value(plan.after["value"], plan.data_type, width=40)
+                listed.append(f"~ {plan.item.key} ({what}) = {shown}")
+        listed += [ctx.style.red(f"- {key}") for key in pruned]
+        lines += listed[:SHOWN_CHANGES]
+        if len(listed) > SHOWN_CHANGES:
+            lines.append(f"… and {len(listed) - SHOWN_CHANGES} more (--diff shows every change)")
+    verbs = (
+        ("would create", "would update", "would delete")
+        if dry
+        else ("created", "updated", "deleted")
     )
-    verb = "would create" if args.dry_run else "created"
-    summary = (
-        f"{verb} {len(created)}, {'would update' if args.dry_run else 'updated'} {len(updated)}, "
-        f"unchanged {len(unchanged)}" + (" (dry run: nothing written)" if args.dry_run else "")
-    )
+    summary = f"{verbs[0]} {len(created)}, {verbs[1]} {len(updated)}"
+    if args.prune:
+        summary += f", {verbs[2]} {len(pruned)}"
+    summary += f", unchanged {len(unchanged)}"
+    if dry:
+        summary += " (dry run: nothing written)"
     document = {
-        "dry_run": bool(args.dry_run),
+        "dry_run": dry,
         "created": created,
         "updated": updated,
+        "deleted": pruned,
         "unchanged": unchanged,
         "diff": plain,
     }
-    return Outcome(document, "\n".join(filter(None, [shown, summary])))
+    return Outcome(document, "\n".join([*lines, summary]), confirmation=not dry)

@@ -12,10 +12,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from ..codec import DATA_TYPES, DataType, prepare_value, validate_description, validate_key
-from ..errors import InvalidConfigurationError
+if TYPE_CHECKING:
+    from ..codec import DataType
 
 __all__ = [
     "ENTRY_FIELDS",
@@ -61,6 +61,8 @@ def parse_value(text: str, data_type: str) -> Any:
     Only the syntax is checked here; whether the value fits ``data_type`` (an int
     for ``int``, no NaN…) is the library's job, with its own messages.
     """
+    from ..codec import DATA_TYPES
+
     if data_type not in DATA_TYPES:
         raise UsageError(f"unknown type {data_type!r}: choose from {', '.join(DATA_TYPES)}")
     if data_type == "str":
@@ -127,6 +129,8 @@ def _load(text: str, file_format: FileFormat) -> Any:
 
 def parse_document(text: str, file_format: FileFormat, source: str) -> list[ImportEntry]:
     """Check a whole import file; raise :class:`UsageError` naming the first wrong entry."""
+    from ..errors import InvalidConfigurationError
+
     try:
         document = _load(text, file_format)
     except ValueError as exc:
@@ -148,6 +152,8 @@ def parse_document(text: str, file_format: FileFormat, source: str) -> list[Impo
 
 
 def _parse_entry(key: object, fields: object) -> ImportEntry:
+    from ..codec import DATA_TYPES, prepare_value, validate_description, validate_key
+
     checked_key = validate_key(key)
     if not isinstance(fields, Mapping):
         raise UsageError("must be a mapping with value, data_type and description")

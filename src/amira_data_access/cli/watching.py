@@ -12,15 +12,23 @@ import json
 from datetime import datetime
 from typing import Any
 
-from .context import Context, Outcome, Subcommands
-from .output import Style, compact_value, iso
+from .context import ALL_OUTPUTS, Context, Outcome, Subcommands, add_command
+from .output import Style, bare_value, compact_value, env_lines, iso
 
 __all__ = ["add_commands", "change_line"]
 
 
 def add_commands(commands: Subcommands) -> None:
     """Register watch."""
-    watch = commands.add_parser("watch", help="follow changes as they happen")
+    watch = add_command(
+        commands,
+        "watch",
+        summary="follow changes as they happen: time, revision, key, version, value",
+        examples=["amira-config watch amira.chat.", "amira-config watch -o json | jq .value"],
+        run=cmd_watch,
+        outputs=ALL_OUTPUTS,
+        details="A lost connection and its return are said on stderr; nothing is missed.",
+    )
     watch.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
     watch.add_argument(
         "--since",
@@ -29,7 +37,6 @@ def add_commands(commands: Subcommands) -> None:
         dest="since_revision",
         help="first the changes after revision N (from the history), then live ones",
     )
-    watch.set_defaults(run=cmd_watch)
 
 
 def _jsonable(value: Any) -> Any:
@@ -49,37 +56,48 @@ def change_line(change: Any, style: Style) -> str:
     by = getattr(change, "changed_by", None)
     revision = getattr(change, "revision", None)  # what --since takes to resume after it
     shown = ""
-    if hasattr(change, "value") and operation != "delete":  # the event may carry no value
-        shown = compact_value(change.value, getattr(change, "data_type", None) or "json")
+    data_type = getattr(change, "data_type", None)
+    if data_type and operation != "delete":  # the event may carry no value
+        shown = compact_value(change.value, data_type)
     parts = [
         style.dim(iso(when) if isinstance(when, datetime) else ""),
+        style.dim(f"rev {revision}") if revision is not None else "",
         str(operation),
         str(key),
         f"v{version}" if version is not None else "",
         f"by {by}" if by else "",
-        f"(revision {revision})" if revision is not None else "",
-        shown,
+        f"= {shown}" if shown else "",
     ]
     return " ".join(part for part in parts if part)
 
 
 def cmd_watch(ctx: Context) -> Outcome | None:
-    """``watch [PREFIX] [--since N]``: follow changes as they happen (JSON lines with --json)."""
+    """``watch [PREFIX] [--since N]``: follow changes as they happen (JSON lines with -o json)."""
+    from .changes import describe_change, feed_notices
+
     since = ctx.args.since_revision
-    stream = ctx.dal().watch(ctx.args.prefix, since_revision=since)
     resuming = f" after revision {since}" if since is not None else ""
-    print(
-        f"amira-config: watching {ctx.args.prefix or 'every key'}{resuming} (Ctrl-C to stop)",
-        file=ctx.stderr,
-    )
-    try:
-        for change in stream:
-            if ctx.args.json:
-                print(json.dumps(_jsonable(change), ensure_ascii=False), flush=True)
-            else:
-                print(change_line(change, ctx.style), flush=True)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C is how a watch ends
-    finally:
-        stream.close()
+    with feed_notices(lambda line: ctx.notice(line, always=True)):
+        stream = ctx.dal().watch(ctx.args.prefix, since_revision=since)
+        ctx.notice(
+            f"watching {ctx.args.prefix or 'every key'}{resuming} (Ctrl-C to stop)", always=True
+        )
+        try:
+            for change in stream:
+                print(_shown(ctx, describe_change(ctx.dal(), change)), flush=True)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a watch ends
+        finally:
+            stream.close()
     return None  # already printed, one document per change
+
+
+def _shown(ctx: Context, change: Any) -> str:
+    """One change in the -o format asked for (json and yaml: one JSON document per line)."""
+    if ctx.output in ("json", "yaml"):
+        return json.dumps(_jsonable(change), ensure_ascii=False)
+    if ctx.output == "value":
+        return bare_value(change.value, change.data_type or "json")
+    if ctx.output == "env":
+        return env_lines([(change.key, change.value, change.data_type or "json")])
+    return change_line(change, ctx.style)
