@@ -69,29 +69,28 @@ RETURNING key, value, data_type, description, version, created_at, updated_at, u
 WITH context AS (
     SELECT set_config('amira_config.actor', :updated_by, true),
            set_config('amira_config.reason', COALESCE(:reason, ''), true)
+), given AS MATERIALIZED (
+    -- The explicit types by key, one jsonb object built once (MATERIALIZED: inlined, it
+    -- was rebuilt per row) and looked up per updated row below in O(log n); a subquery
+    -- over the unnest there was O(n) per row: 54 of 77 ms for 1000 keys.
+    SELECT jsonb_object_agg(key, data_type) AS types
+      FROM unnest(:keys::text[], :data_types::text[]) AS typed(key, data_type)
 )
 INSERT INTO amira_config.configurations AS c
        (key, value, data_type, description, updated_by)
-SELECT item.key, item.value,
-       COALESCE(item.data_type, existing.data_type, item.inferred_type),
+SELECT item.key, item.value, COALESCE(item.data_type, item.inferred_type),
        item.description, :updated_by
   FROM context,
        unnest(:keys::text[], :values::jsonb[], :data_types::text[], :inferred_types::text[],
               :descriptions::text[]) AS item(key, value, data_type, inferred_type, description)
-       LEFT JOIN amira_config.configurations AS existing ON existing.key = item.key
- -- Key order (the join may reorder rows): concurrent batches then lock rows in the
- -- same order, so they cannot deadlock, and the history and its announcements
- -- list the changes in key order.
+ -- Key order: concurrent batches then lock rows in the same order, so they cannot
+ -- deadlock, and the history and its announcements list the changes in key order.
  ORDER BY item.key
     ON CONFLICT (key) DO UPDATE
    SET value       = EXCLUDED.value,
-       -- The explicit type, else the type of the row actually updated (the join
-       -- above saw the statement's snapshot, which a concurrent change may have moved).
-       data_type   = COALESCE((SELECT given.data_type
-                                 FROM unnest(:keys::text[], :data_types::text[])
-                                      AS given(key, data_type)
-                                WHERE given.key = EXCLUDED.key),
-                              c.data_type),
+       -- The explicit type, else the type of the row actually updated (not the one
+       -- the statement's snapshot saw: a concurrent type change is kept).
+       data_type   = COALESCE((SELECT given.types ->> EXCLUDED.key FROM given), c.data_type),
        description = COALESCE(EXCLUDED.description, c.description),
        updated_by  = EXCLUDED.updated_by
 RETURNING key, value, data_type, description, version, created_at, updated_at, updated_by;

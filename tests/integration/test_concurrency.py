@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import psycopg
 import pytest
@@ -326,3 +327,34 @@ def test_reason_with_a_lone_surrogate_is_refused_before_any_sql(dal: ConfigDAL) 
     with pytest.raises(InvalidConfigurationError, match="surrogate"):
         dal.set("k", 1, updated_by="a", reason="bad\ud800")
     assert dal.get("k") is None
+
+
+def test_set_many_keeps_a_type_changed_while_it_waited(dal: ConfigDAL, dsn: str) -> None:
+    """A batch that gives no type keeps the key's type as it is when the batch writes it,
+    not as the batch's snapshot saw it: a concurrent type change is not reverted."""
+    dal.set("typed", 1, data_type="int", updated_by="t")
+    with psycopg.connect(dsn) as other:
+        other.execute(
+            "UPDATE amira_config.configurations SET value = '1.5', data_type = 'float'"
+            " WHERE key = 'typed'"
+        )  # holds the row until it commits
+        done: list[object] = []
+        writer = threading.Thread(
+            target=lambda: done.append(dal.set_many({"typed": 2, "fresh": 1}, updated_by="t"))
+        )
+        writer.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the batch reached the row and waits for it
+            waiting = other.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND pid <> pg_backend_pid() AND datname = current_database()"
+            ).fetchone()
+            if waiting and waiting[0]:
+                break
+            time.sleep(0.02)
+        other.commit()
+        writer.join(timeout=10)
+    assert done, "the batch did not finish"
+    entry = dal.get_entry("typed")
+    assert entry is not None
+    assert (entry.data_type, entry.value) == ("float", 2.0)
