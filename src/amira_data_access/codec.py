@@ -43,6 +43,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 from typing import Any, Final, Literal, get_args
 
 from .errors import InvalidConfigurationError, UnreadableValueError
@@ -157,13 +158,22 @@ def key_pattern(ranges: tuple[tuple[int, int], ...]) -> str:
     return "".join(parts)
 
 
-# Each script's keys, neutral characters included: a key must fully match one of them.
-_ONE_SCRIPT: Final = {
-    script: re.compile(f"[{key_pattern(KEY_NEUTRAL + ranges)}]+")
-    for script, ranges in KEY_SCRIPTS.items()
-}
-_ALLOWED: Final = tuple(sorted(r for ranges in KEY_SCRIPTS.values() for r in ranges))
-_OUTSIDE_GRAMMAR: Final = re.compile(f"[^{key_pattern(KEY_NEUTRAL + _ALLOWED)}]")
+@cache
+def _one_script() -> tuple[re.Pattern[str], ...]:
+    """Each script's keys, neutral characters included: a key must fully match one of them.
+
+    Compiled on first use (only non-ASCII keys need them): at import they cost ~15 ms
+    of every process's start-up, amira-config's included.
+    """
+    return tuple(
+        re.compile(f"[{key_pattern(KEY_NEUTRAL + ranges)}]+") for ranges in KEY_SCRIPTS.values()
+    )
+
+
+@cache
+def _outside_grammar() -> re.Pattern[str]:
+    allowed = tuple(sorted(r for ranges in KEY_SCRIPTS.values() for r in ranges))
+    return re.compile(f"[^{key_pattern(KEY_NEUTRAL + allowed)}]")
 # The script of a letter: bisect over the ranges' starts.
 _SCRIPT_RANGES: Final = sorted(
     (first, last, script) for script, ranges in KEY_SCRIPTS.items() for first, last in ranges
@@ -221,7 +231,7 @@ def _check_grammar(text: str, what: str) -> None:
             f"{what} {text!r} is not in Unicode NFC form ({written} at position {start} "
             f"is {composed} in NFC, which looks the same): write it as {normal!r}"
         )
-    bad = _OUTSIDE_GRAMMAR.search(text)
+    bad = _outside_grammar().search(text)
     if bad:
         char = bad.group()
         if unicodedata.category(char) == "Cf" or _INVISIBLE.match(char):
@@ -235,7 +245,7 @@ def _check_grammar(text: str, what: str) -> None:
             f"{bad.start()}): keys hold ASCII letters, digits and punctuation, and the "
             f"letters of one of {', '.join(KEY_SCRIPTS)}"
         )
-    if any(pattern.fullmatch(text) for pattern in _ONE_SCRIPT.values()):
+    if any(pattern.fullmatch(text) for pattern in _one_script()):
         return
     first: str | None = None
     for position, char in enumerate(text):
@@ -256,7 +266,7 @@ def _check_grammar(text: str, what: str) -> None:
 def follows_key_grammar(text: str) -> bool:
     """Whether ``text`` holds only the characters of the key grammar, with the letters of
     one script (the CHECK configurations_key_grammar; NFC is checked on its own)."""
-    return any(pattern.fullmatch(text) for pattern in _ONE_SCRIPT.values())
+    return any(pattern.fullmatch(text) for pattern in _one_script())
 
 
 def validate_key(key: object) -> str:

@@ -11,30 +11,37 @@ from __future__ import annotations
 
 import logging
 import sys
+from functools import cache
 from typing import Any, TextIO
-
-import structlog
 
 __all__ = ["LOGGER_NAME", "configure_logging", "get_logger"]
 
 LOGGER_NAME = "amira_data_access"
 
-_stdlib_logger = structlog.wrap_logger(
-    logging.getLogger(LOGGER_NAME),
-    wrapper_class=structlog.stdlib.BoundLogger,
-    processors=[
-        structlog.stdlib.filter_by_level,  # drop below-level events before any formatting
-        structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True),
-    ],
-)
-
-
-# A lazy proxy: it follows whatever structlog configuration is current when used.
-_structlog_logger = structlog.get_logger(LOGGER_NAME)
-
-
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 _stdlib = logging.getLogger(LOGGER_NAME)
+
+
+# structlog is imported only when an event is emitted, or when the application
+# imported it: until then it cannot have been configured, and a process that
+# logs nothing (amira-config get, a quiet service) does not pay its 37 ms import.
+def _configured_structlog() -> Any | None:
+    structlog = sys.modules.get("structlog")
+    return structlog if structlog is not None and structlog.is_configured() else None
+
+
+@cache
+def _stdlib_logger() -> Any:
+    import structlog
+
+    return structlog.wrap_logger(
+        _stdlib,
+        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[
+            structlog.stdlib.filter_by_level,  # drop below-level events before any formatting
+            structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True),
+        ],
+    )
 
 
 def is_enabled(level: str) -> bool:
@@ -44,14 +51,24 @@ def is_enabled(level: str) -> bool:
     and a filtered event then costs nothing more. With structlog configured,
     its filtering bound logger decides, so say yes here.
     """
-    if structlog.is_configured():
+    if _configured_structlog() is not None:
         return True
     return _stdlib.isEnabledFor(_LEVELS.get(level, logging.WARNING))
 
 
 def get_logger() -> Any:
     """The logger library code emits to (structlog's if configured, else stdlib's)."""
-    return _structlog_logger if structlog.is_configured() else _stdlib_logger
+    if _configured_structlog() is not None:
+        return _structlog_logger()
+    return _stdlib_logger()
+
+
+@cache
+def _structlog_logger() -> Any:
+    import structlog
+
+    # A lazy proxy: it follows whatever structlog configuration is current when used.
+    return structlog.get_logger(LOGGER_NAME)
 
 
 def configure_logging(
@@ -62,6 +79,8 @@ def configure_logging(
     ``json=None`` picks JSON unless ``stream`` (default stderr) is a terminal.
     Events below ``level`` are dropped before any work is done on them.
     """
+    import structlog
+
     out = stream if stream is not None else sys.stderr
     numeric_level = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     if not isinstance(numeric_level, int):
