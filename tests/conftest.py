@@ -24,12 +24,25 @@ from typing import Any
 import psycopg
 import pytest
 import structlog
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from amira_data_access import ConfigDAL
 from amira_data_access._dev.local_postgres import LocalPostgres, PostgresUnavailableError
 from amira_data_access.migrations import migrate
+
+
+# Hypothesis: "ci" (HYPOTHESIS_PROFILE=ci, set by .ci/run) draws the same examples on
+# every run and keeps no example database, so a CI failure reproduces; "dev" explores.
+hypothesis_settings.register_profile(
+    "ci", derandomize=True, database=None, print_blob=True, deadline=None
+)
+hypothesis_settings.register_profile(
+    "dev", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @dataclass
@@ -148,6 +161,24 @@ def pg_server() -> Iterator[TestServer]:
         yield TestServer(local.dsn(), f"local cluster ({local.binaries.source})", local)
     finally:
         local.destroy()
+
+
+@pytest.fixture
+def restartable(pg_server: TestServer) -> TestServer:
+    """The test server, which this test may stop and start again.
+
+    Only a server this test session started itself can be restarted; with
+    AMIRA_CONFIG_TEST_DSN or testcontainers the test says so instead of passing.
+    """
+    if pg_server.local is None:
+        reason = (
+            f"restarts the server, and the {pg_server.source} server is not ours to restart: "
+            "unset AMIRA_CONFIG_TEST_DSN to run it on a local cluster"
+        )
+        if os.environ.get("AMIRA_CONFIG_REQUIRE_DB") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return pg_server
 
 
 @pytest.fixture(scope="session")

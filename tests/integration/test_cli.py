@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -396,13 +396,16 @@ def test_export_import_round_trip(
     }
 
 
-def test_export_at_a_past_instant(cli: CLI) -> None:
+def test_export_at_a_past_instant(cli: CLI, dsn: str) -> None:
     """export --at gives entries as they were then, with the type and description of then."""
     _set(cli, "amira.p", "1", "int", "--description", "old")
     _set(cli, "amira.q", "x", "str")
-    time.sleep(0.05)
-    middle = datetime.now(UTC).isoformat()
-    time.sleep(0.05)
+    # The instant between the changes, on the server's clock: the one history is stamped
+    # with (the client's may be off by more than any margin).
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    middle = row[0].isoformat()
     _set(cli, "amira.p", "2.5", "float", "--description", "new", "--change-type")
     cli("delete", "amira.q", "--by", "ops")
     _set(cli, "amira.later", "true", "bool")

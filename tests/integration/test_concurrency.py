@@ -7,6 +7,7 @@ import sys
 import textwrap
 import threading
 import time
+from typing import Any
 
 import psycopg
 import pytest
@@ -312,7 +313,7 @@ def test_recreating_a_key_while_it_is_being_deleted_is_retried_not_refused(
             target=lambda: outcome.append(dal.set("k", 2, updated_by="b")), daemon=True
         )
         worker.start()
-        worker.join(timeout=1.0)  # it waits on the deleted row's lock
+        _wait_until_waiting_on_a_lock(deleter)  # the re-create reached the deleted row
         deleter.commit()
     worker.join(timeout=30)
     assert len(outcome) == 1, "the re-create should succeed after a retry"
@@ -343,18 +344,24 @@ def test_set_many_keeps_a_type_changed_while_it_waited(dal: ConfigDAL, dsn: str)
             target=lambda: done.append(dal.set_many({"typed": 2, "fresh": 1}, updated_by="t"))
         )
         writer.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # the batch reached the row and waits for it
-            waiting = other.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND pid <> pg_backend_pid() AND datname = current_database()"
-            ).fetchone()
-            if waiting and waiting[0]:
-                break
-            time.sleep(0.02)
+        _wait_until_waiting_on_a_lock(other)  # the batch reached the row and waits for it
         other.commit()
         writer.join(timeout=10)
     assert done, "the batch did not finish"
     entry = dal.get_entry("typed")
     assert entry is not None
     assert (entry.data_type, entry.value) == ("float", 2.0)
+
+
+def _wait_until_waiting_on_a_lock(observer: psycopg.Connection[Any], seconds: float = 10) -> None:
+    """Return once another session of this database waits on a lock (not after a guess)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        row = observer.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND pid <> pg_backend_pid() AND datname = current_database()"
+        ).fetchone()
+        if row and row[0]:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"no session waited on a lock within {seconds} s")

@@ -152,10 +152,10 @@ def test_missing_schema_says_run_migrations(empty_dsn: str) -> None:
         dal.get("k")
 
 
-def test_server_restart_is_survived_by_the_pool(pg_server: TestServer, dsn: str) -> None:
+def test_server_restart_is_survived_by_the_pool(restartable: TestServer, dsn: str) -> None:
     """After a server restart, the next call gets a fresh connection instead of an error."""
-    if pg_server.local is None:
-        pytest.skip("needs a server this test session started itself (to restart it)")
+    pg_server = restartable
+    assert pg_server.local is not None
     with ConfigDAL(dsn, check_after_idle=0.0) as dal:
         dal.set("k", "before", updated_by="a")
         pg_server.local.stop()

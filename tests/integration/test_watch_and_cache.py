@@ -220,10 +220,10 @@ def test_health_reports_state(cached: CachedConfigDAL) -> None:
     assert "pool_size" in report.pool
 
 
-def test_stale_on_error_across_a_server_restart(pg_server: TestServer, dsn: str) -> None:
+def test_stale_on_error_across_a_server_restart(restartable: TestServer, dsn: str) -> None:
     """With the server down, cached values keep being served; after it is back, changes arrive."""
-    if pg_server.local is None:
-        pytest.skip("needs a server this test session started itself (to restart it)")
+    pg_server = restartable
+    assert pg_server.local is not None
     with CachedConfigDAL(dsn, connect_timeout=2) as store:
         store.set("cached", "v1", updated_by="me")
         store.register_defaults({"registered": "fallback"})

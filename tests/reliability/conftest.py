@@ -31,24 +31,6 @@ def scaled(short: int, long: int) -> int:
     return long if SOAK else short
 
 
-@pytest.fixture
-def restartable(pg_server: TestServer) -> TestServer:
-    """The test server, which this test may stop and start again.
-
-    Only a server this test session started itself can be restarted; with
-    AMIRA_CONFIG_TEST_DSN or testcontainers the test says so instead of passing.
-    """
-    if pg_server.local is None:
-        reason = (
-            f"restarts the server, and the {pg_server.source} server is not ours to restart: "
-            "unset AMIRA_CONFIG_TEST_DSN to run it on a local cluster"
-        )
-        if os.environ.get("AMIRA_CONFIG_REQUIRE_DB") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return pg_server
-
-
 @contextmanager
 def held_row_lock(dsn: str, key: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """Another session holding ``SELECT … FOR UPDATE`` on ``key`` until the block ends."""

@@ -506,13 +506,31 @@ def test_prepare_value_accepts_any_json_value(value: Any) -> None:
     assert_same_json(json.loads(prepared.json_text), prepared.value)
 
 
+class _Text(str):
+    """A str subclass, as an application's own types are."""
+
+
+class _Number(int):
+    """An int subclass (an IntEnum-like value)."""
+
+
 hostile_leaves = st.one_of(
     st.none(),
     st.booleans(),
-    # Bounded so float(int) cannot overflow: that bug has its own xfail test above.
     st.integers(min_value=-(10**300), max_value=10**300),
+    # Beyond a float's range (int -> float overflows) and beyond the 4,300 digits
+    # Python turns into text (int -> str raises): both must be refused, not crash.
+    st.integers(min_value=10**308, max_value=10**310) | st.integers(max_value=-(10**308)),
+    # (made by map: a strategy's repr showing a 4,300-digit int would itself raise)
+    st.sampled_from([4299, 4300, 5000]).map(
+        lambda digits: -(10**digits) if digits % 2 else 10**digits
+    ),
     st.floats(),
     st.text(),
+    # Lone surrogates (no UTF-8 spelling), NUL and other code points PostgreSQL refuses.
+    st.text(alphabet=st.characters(categories=["Cs"]) | st.just("\x00"), min_size=1),
+    st.builds(_Text, st.text()),
+    st.builds(_Number, st.integers()),
     st.binary(),
     st.decimals(),
     st.complex_numbers(),
