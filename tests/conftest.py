@@ -33,7 +33,6 @@ from amira_data_access import ConfigDAL
 from amira_data_access._dev.local_postgres import LocalPostgres, PostgresUnavailableError
 from amira_data_access.migrations import migrate
 
-
 # Hypothesis: "ci" (HYPOTHESIS_PROFILE=ci, set by .ci/run) draws the same examples on
 # every run and keeps no example database, so a CI failure reproduces; "dev" explores.
 hypothesis_settings.register_profile(
