@@ -174,6 +174,8 @@ def _one_script() -> tuple[re.Pattern[str], ...]:
 def _outside_grammar() -> re.Pattern[str]:
     allowed = tuple(sorted(r for ranges in KEY_SCRIPTS.values() for r in ranges))
     return re.compile(f"[^{key_pattern(KEY_NEUTRAL + allowed)}]")
+
+
 # The script of a letter: bisect over the ranges' starts.
 _SCRIPT_RANGES: Final = sorted(
     (first, last, script) for script, ranges in KEY_SCRIPTS.items() for first, last in ranges
