@@ -1071,3 +1071,131 @@ def test_each_operation_logs_one_event(subject: Subject) -> None:
         ("config.set", "error"),
         ("config.delete", "deleted"),
     ]
+
+
+# -- what mutation testing found no test holding (each reads as a specification) ---------------
+
+
+def test_set_default_stores_the_explicit_data_type(subject: Subject) -> None:
+    """set_default(data_type=…) is the type the new key gets, not the value's inferred one."""
+    entry = subject.store.set_default("sd.ratio", 1, data_type="float", updated_by="a")
+    assert (entry.data_type, entry.value, type(entry.value)) == ("float", 1.0, float)
+    assert subject.store.get("sd.ratio") == 1.0
+
+
+def test_set_many_stores_each_items_explicit_data_type(subject: Subject) -> None:
+    """A ConfigItem's data_type is the type its key gets (an int value as a float here)."""
+    entries = subject.store.set_many(
+        [ConfigItem("sm.f", 1, data_type="float"), ConfigItem("sm.j", 2, data_type="json")],
+        updated_by="a",
+    )
+    assert [(e.key, e.data_type, e.value) for e in entries] == [
+        ("sm.f", "float", 1.0),
+        ("sm.j", "json", 2),
+    ]
+    assert type(subject.store.get_many(["sm.f"])["sm.f"]) is float
+
+
+def test_set_many_takes_one_item_and_a_thousand(subject: Subject) -> None:
+    """The batch bounds are inclusive: 1 and 1000 items are accepted (0 and 1001 are not)."""
+    store = subject.store
+    assert [e.key for e in store.set_many({"one": 1}, updated_by="a")] == ["one"]
+    thousand = store.set_many({f"t.{i:04d}": i for i in range(1000)}, updated_by="a")
+    assert len(thousand) == 1000
+    assert len(store.list("t.", limit=1000)) == 1000
+
+
+def test_history_and_list_take_a_page_of_a_thousand(subject: Subject) -> None:
+    """limit=1000 is the largest page, accepted by history and list alike."""
+    store = subject.store
+    store.set("h", 1, updated_by="a")
+    assert len(store.history("h", limit=1000)) == 1
+    assert len(store.list(limit=1000)) == 1
+
+
+def test_a_delete_conflict_names_its_key(subject: Subject) -> None:
+    """ConcurrentModificationError of a conditional delete carries the key and both versions."""
+    store = subject.store
+    store.set("dc", 1, updated_by="a")
+    store.set("dc", 2, updated_by="a")
+    with pytest.raises(ConcurrentModificationError) as info:
+        store.delete("dc", deleted_by="a", expected_version=1)
+    assert (info.value.key, info.value.expected_version, info.value.current_version) == (
+        "dc",
+        1,
+        2,
+    )
+
+
+EVENTS_OF_EVERY_OPERATION = [
+    # (call, event, outcome, fields that must be there with these values)
+    (lambda s, t: s.get_entry("e.a"), "config.get_entry", "hit", {"key": "e.a"}),
+    (
+        lambda s, t: s.get_many(["e.a", "e.z"]),
+        "config.get_many",
+        "ok",
+        {"requested": 2, "found": 1},
+    ),
+    (lambda s, t: s.list("e."), "config.list", "ok", {"key": "e.", "count": 4}),
+    (lambda s, t: s.history("e.a"), "config.history", "ok", {"key": "e.a", "count": 1}),
+    (lambda s, t: s.get_at("e.a", t), "config.get_at", "hit", {"key": "e.a"}),
+    (lambda s, t: s.snapshot_at(t, "e."), "config.snapshot_at", "ok", {"count": 4}),
+    (
+        lambda s, t: s.set_default("e.c", 3, updated_by="ops"),
+        "config.set_default",
+        "inserted",
+        {"key": "e.c", "log_level": "info"},
+    ),
+    (
+        lambda s, t: s.set_many({"e.d": 4, "e.e": 5}, updated_by="ops"),
+        "config.set_many",
+        "ok",
+        {"count": 2, "updated_by": "ops", "log_level": "info"},
+    ),
+    (
+        lambda s, t: s.rollback("e.a", to_version=1, updated_by="ops"),
+        "config.rollback",
+        "ok",
+        {"key": "e.a", "to_version": 1, "version": 2, "log_level": "info"},
+    ),
+    (
+        lambda s, t: s.delete_many(["e.d", "e.zz"], deleted_by="ops"),
+        "config.delete_many",
+        "ok",
+        {"count": 1, "log_level": "info"},
+    ),
+    (
+        lambda s, t: s.delete_prefix("e.e", deleted_by="ops"),
+        "config.delete_prefix",
+        "ok",
+        {"key": "e.e", "count": 1, "log_level": "info"},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "event", "outcome", "fields"),
+    EVENTS_OF_EVERY_OPERATION,
+    ids=[case[1] for case in EVENTS_OF_EVERY_OPERATION],
+)
+def test_every_operation_logs_its_event_with_its_fields(
+    subject: Subject, call: Callable[..., object], event: str, outcome: str, fields: dict[str, Any]
+) -> None:
+    """Each operation's one event: its name, outcome, level and the fields it promises."""
+    store = subject.store
+    store.set_many({"e.a": 1, "e.b": 2, "e.d": 3, "e.e": 4}, updated_by="ops")
+    when = subject.instant()
+    with capture_logs() as logs:
+        call(store, when)
+    matching = [e for e in logs if e["event"] == event]
+    if subject.name in CACHED and event == "config.get_entry":
+        assert matching == []  # a cache hit is not logged: it would cost more than the hit
+        return
+    if subject.name in CACHED and event == "config.get_many":
+        fields = {"requested": 1, "found": 0}  # only the key not in memory is read through
+    assert len(matching) == 1, logs
+    logged = matching[0]
+    assert logged["outcome"] == outcome
+    assert isinstance(logged["duration_ms"], float)
+    for name, value in fields.items():
+        assert logged.get(name) == value, (name, logged)
