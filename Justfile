@@ -69,5 +69,10 @@ lint: setup
     {{venv}}/bin/mypy --strict src tools/async_to_sync.py
     {{venv}}/bin/squawk --assume-in-transaction --exclude=require-lock-timeout,require-statement-timeout,prefer-robust-stmts migrations/*.sql
 
+# mutation testing of the core and the cache (`--sql` for queries/ and migrations/); slow,
+# not in CI: reports the score and every surviving mutant (tools/mutate.py --help)
+mutate *args: setup
+    {{py}} tools/mutate.py {{args}}
+
 # what CI runs
 ci: lint test

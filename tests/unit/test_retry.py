@@ -79,3 +79,34 @@ def test_nonsense_policies_are_refused(kwargs: dict[str, float]) -> None:
     """A policy that cannot work is refused at construction."""
     with pytest.raises(ValueError, match="attempts"):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_default_policy_tries_three_times_from_20_ms_to_half_a_second() -> None:
+    """The documented defaults (README "Retries"): 3 attempts, 0.02 s base, 0.5 s cap."""
+    assert RetryPolicy() == RetryPolicy(attempts=3, base_delay=0.02, max_delay=0.5)
+    assert RetryPolicy().should_retry(_error("40001"), attempt=2, idempotent=False)
+    assert not RetryPolicy().should_retry(_error("40001"), attempt=3, idempotent=False)
+
+
+@pytest.mark.parametrize(("attempts", "base", "cap"), [(1, 0.0, 0.0), (1, 0.1, 0.1), (5, 0.0, 1.0)])
+def test_the_bounds_of_a_policy_are_inclusive(attempts: int, base: float, cap: float) -> None:
+    """One attempt, no delay at all, and a cap equal to the base are all valid policies."""
+    policy = RetryPolicy(attempts=attempts, base_delay=base, max_delay=cap)
+    assert 0 <= policy.delay(1) <= cap
+
+
+@pytest.mark.parametrize(
+    ("attempts", "base", "cap"), [(0, 0.1, 0.1), (1, -0.1, 0.1), (1, 0.2, 0.1)]
+)
+def test_an_impossible_policy_is_refused(attempts: int, base: float, cap: float) -> None:
+    """No attempt at all, a negative delay, a cap below the base: ValueError."""
+    with pytest.raises(ValueError, match="attempts >= 1"):
+        RetryPolicy(attempts=attempts, base_delay=base, max_delay=cap)
+
+
+def test_a_policy_cannot_be_changed_once_made() -> None:
+    """Frozen: a DAL's policy is fixed when the DAL is made (shared by its operations)."""
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RetryPolicy().attempts = 10  # type: ignore[misc]
