@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import argparse
 import ast
-import importlib.util
 import copy
+import importlib.util
 import json
 import os
 import random
