@@ -783,6 +783,9 @@ def test_watch_delivers_every_change_across_killed_listener_sessions(
     assert written <= history, "the writer's acknowledged changes are all in the history"
     assert missing == set(), f"never delivered: {sorted(missing)[:10]}"
     assert got <= history, "delivered changes that never happened"
+    # Exactly once, in revision order, across every reconnect (the doorbell feed).
+    assert len(received) == len(got), "a change was delivered twice"
+    assert out_of_order == 0, "changes were delivered out of revision order"
 
 
 # -- 5. migrator processes started together ----------------------------------------------
