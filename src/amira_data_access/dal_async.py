@@ -36,7 +36,7 @@ from .backends.postgres import (
     pool_settings,
     write_slots,
 )
-from .backends.reachability import Reachability, is_connection_failure
+from .backends.reachability import AbandonCheckout, Reachability, is_connection_failure
 from .codec import ValueLimits, validate_actor, validate_prefix, value_limits
 from .core import operations as ops
 from .core.arguments import validate_version, write_params
@@ -446,13 +446,28 @@ class _Store(_Operations):
 
 
 class _IdleConnectionCheck(IdleTracker):
-    """Pool ``check`` callback: ping a connection before reuse if it sat idle a while."""
+    """Pool ``check`` callback: ping a connection before reuse if it sat idle a while.
 
-    __slots__ = ()
+    A failed ping also asks the outage state: if the database is down, waiting for the
+    pool to connect a replacement would cost the whole ``connect_timeout``, so the
+    checkout is abandoned at once (:class:`~.backends.reachability.AbandonCheckout`).
+    """
+
+    __slots__ = ("_reachability",)
+
+    def __init__(self, idle_seconds: float, reachability: Reachability) -> None:
+        super().__init__(idle_seconds)
+        self._reachability = reachability
 
     async def __call__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         if self.due(conn):
-            await AsyncConnectionPool.check_connection(conn)
+            try:
+                await AsyncConnectionPool.check_connection(conn)
+            except psycopg.Error as exc:
+                await in_thread(self._reachability.failed, exc)
+                if self._reachability.down_since is not None:
+                    raise AbandonCheckout from exc
+                raise
 
 
 class AsyncConfigDAL(_Store):
@@ -503,9 +518,7 @@ class AsyncConfigDAL(_Store):
             retry=settings.retry, secrets=settings.secrets, limits=value_limits(limits)
         )
         self._connect_timeout = connect_timeout
-        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
-            **settings.pool_kwargs, check=_IdleConnectionCheck(check_after_idle)
-        )
+
         self._queries = async_queries()
         # Writes and transactions may hold only part of the pool, so that writers
         # waiting on a lock held elsewhere can never starve reads of other keys.
@@ -515,6 +528,9 @@ class AsyncConfigDAL(_Store):
         )
         self._pool_check_due = False
         self._reachability.on_recovered(self._recovered)
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            **settings.pool_kwargs, check=_IdleConnectionCheck(check_after_idle, self._reachability)
+        )
         self._open_lock = Lock()
         self._feed_lock = threading.Lock()  # the feed is created once, from any thread
         self._opened = False
@@ -596,6 +612,9 @@ class AsyncConfigDAL(_Store):
                 return await execute(self._queries, conn, step)
             finally:
                 await self._pool.putconn(conn)  # a broken or busy connection is discarded
+        except AbandonCheckout:
+            self._reachability.check()  # raises DatabaseUnreachable, the operation's to report
+            raise
         except psycopg.Error as exc:
             await in_thread(self._reachability.failed, exc)
             raise

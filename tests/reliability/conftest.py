@@ -10,10 +10,12 @@ gives each test its short (CI) or long size.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 import pytest
@@ -24,6 +26,22 @@ from amira_data_access.feed.listener import LISTENER_NAME
 from conftest import TestServer
 
 SOAK = os.environ.get("AMIRA_CONFIG_SOAK") == "1"
+REPORT_ENV = "AMIRA_CONFIG_RELIABILITY_REPORT"  # append each scenario's figures (JSON lines)
+
+
+def report(scenario: str, **figures: Any) -> None:
+    """Print the scenario's figures on one line (``-s`` shows it); append them to the JSON
+    lines file AMIRA_CONFIG_RELIABILITY_REPORT names, from which tests/reliability/README.md
+    is filled."""
+    shown = " ".join(
+        f"{name}={value:.3f}" if isinstance(value, float) else f"{name}={value}"
+        for name, value in figures.items()
+    )
+    print(f"{scenario}: {shown}")
+    path = os.environ.get(REPORT_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"scenario": scenario, "soak": SOAK, **figures}) + "\n")
 
 
 def scaled(short: int, long: int) -> int:

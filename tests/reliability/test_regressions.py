@@ -52,28 +52,14 @@ from amira_data_access._resources import sql_dir
 from amira_data_access.feed.listener import LISTENER_NAME
 from amira_data_access.migrations import migrate
 
-from .conftest import SOAK, scaled, terminate_sessions
+from .conftest import report, scaled, terminate_sessions
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
-REPORT_ENV = "AMIRA_CONFIG_RELIABILITY_REPORT"
 DEADLINE = 60.0  # the longest any one wait below may take before the test fails
 WRITER = "regress"  # updated_by of every write here
 
 
 # -- figures ---------------------------------------------------------------------------
-
-
-def report(scenario: str, **figures: Any) -> None:
-    """Print the scenario's figures on one line; append them to the JSON lines report."""
-    shown = " ".join(
-        f"{name}={value:.2f}" if isinstance(value, float) else f"{name}={value}"
-        for name, value in figures.items()
-    )
-    print(f"{scenario}: {shown}")
-    path = os.environ.get(REPORT_ENV)
-    if path:
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"scenario": scenario, "soak": SOAK, **figures}) + "\n")
 
 
 # -- waiting and querying ------------------------------------------------------------------

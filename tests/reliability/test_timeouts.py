@@ -19,7 +19,7 @@ from amira_data_access import (
     Timeouts,
 )
 
-from .conftest import held_row_lock
+from .conftest import held_row_lock, report
 
 HOLD_SECONDS = 6.0  # how long the other session holds the lock: longer than every bound below
 
@@ -54,6 +54,16 @@ def test_writers_blocked_by_a_held_lock_time_out_and_reads_go_on(dsn: str) -> No
             for writer in writers:
                 writer.join(timeout=HOLD_SECONDS)
             assert not any(writer.is_alive() for writer in writers), "a writer still waits"
+        report(
+            "held-row-lock",
+            writers=8,
+            pool=4,
+            lock_timeout_s=0.5,
+            timed_out=sum(isinstance(exc, DatabaseTimeoutError) for exc in errors),
+            longest_writer_wait_s=max(writer_seconds),
+            reads=len(read_seconds),
+            longest_read_s=max(read_seconds),
+        )
         assert len(errors) == 8
         assert all(isinstance(exc, DatabaseTimeoutError) for exc in errors), errors
         assert "'locked'" in str(errors[0])

@@ -29,7 +29,7 @@ import psycopg_pool
 from ..errors import DatabaseUnreachable, first_line, scrub, server_refused_the_session
 from ..logging import get_logger
 
-__all__ = ["PROBE_INTERVAL", "Reachability", "is_connection_failure"]
+__all__ = ["PROBE_INTERVAL", "AbandonCheckout", "Reachability", "is_connection_failure"]
 
 PROBE_INTERVAL: Final = 0.25  # seconds between probes while down: "serving again within ~1 s"
 _PROBE_CONNECT_TIMEOUT: Final = 2  # libpq's minimum: a black-holed host costs 2 s per probe
@@ -39,6 +39,15 @@ _SESSION_ENDED: Final = frozenset({"57P01", "57P02", "57P03"})
 _SERVER_ANSWERED: Final = re.compile(r"\b(FATAL|ERROR):")
 # …unless it said it is not serving at all (yet, or any more).
 _NOT_SERVING: Final = re.compile(r"shutting down|starting up|not yet accepting connections")
+
+
+class AbandonCheckout(BaseException):  # a signal to the pool, not an error
+    """Raised by a DAL's pool check when the database is known to be down.
+
+    A BaseException because psycopg_pool gives up a checkout at once only for those
+    (it treats an Exception from the check as a bad connection, and waits for another
+    until its timeout). The DAL turns it into DatabaseUnreachable right away.
+    """
 
 
 def is_connection_failure(exc: BaseException) -> bool:
