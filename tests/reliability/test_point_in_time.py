@@ -19,7 +19,7 @@ import pytest
 
 from amira_data_access import ConfigDAL
 
-from .conftest import eventually
+from .conftest import eventually, report
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -92,6 +92,13 @@ def test_get_at_answers_what_a_reader_saw_around_a_long_transaction(
     ]
     assert sum(1 for _, seen in compared if seen == "B") >= 100  # sampled during the transaction
     wrong = [(at, seen, answer) for at, seen in compared if (answer := dal.get_at("k", at)) != seen]
+    report(
+        "point-in-time",
+        samples=len(reader.samples),
+        compared=len(compared),
+        wrong=len(wrong),
+        commit_to_first_read_ms=(first_seen - commit_sent).total_seconds() * 1000,
+    )
     assert wrong == [], f"{len(wrong)} of {len(compared)} instants answered wrongly"
     for at, seen in compared[:: max(1, len(compared) // 20)]:
         assert dal.snapshot_at(at, prefix="k") == {"k": seen}
