@@ -8,12 +8,15 @@ from memory can pass them.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from amira_data_access import CachedConfigDAL, ConfigDAL
@@ -205,3 +208,47 @@ def test_a_transaction_drops_the_keys_it_wrote(dsn: str) -> None:
         # The transaction's own change: ConfigDAL.transaction() has no entry to fill in,
         # so the key is dropped and read through.
         assert cache.get("t.k") == "mine"
+
+
+def test_entries_filled_before_the_feed_first_listens_are_dropped_when_it_does(
+    pg_server: Any, dsn: str
+) -> None:
+    """A value read while the feed has never listened may miss a change nobody announces
+    again: the feed's first sync empties the cache (on_first_sync), so the next read is fresh.
+
+    The cache logs in as a role allowed one connection, which its pool takes: the
+    listener is refused until the limit is raised."""
+    role = f"one_conn_{uuid.uuid4().hex[:8]}"
+    ident = sql.Identifier(role)
+    with psycopg.connect(dsn, autocommit=True) as owner:
+        owner.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'one-connection' CONNECTION LIMIT 1").format(
+                ident
+            )
+        )
+        owner.execute(sql.SQL("GRANT USAGE ON SCHEMA amira_config TO {}").format(ident))
+        owner.execute(
+            sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA amira_config TO {}").format(ident)
+        )
+        owner.execute(
+            "INSERT INTO amira_config.configurations (key, value, data_type, updated_by)"
+            " VALUES ('f.k', '\"before\"', 'str', 't')"
+        )
+    dbname = str(conninfo_to_dict(dsn)["dbname"])
+    role_dsn = str(pg_server.dsn(dbname, user=role, password="one-connection"))
+    try:
+        with CachedConfigDAL(role_dsn, min_size=1, max_size=1) as cache:
+            assert cache.health().listener_connected is False  # refused: over the limit
+            assert cache.get("f.k") == "before"  # read through, and filled
+            with psycopg.connect(dsn, autocommit=True) as owner:
+                owner.execute(
+                    "UPDATE amira_config.configurations SET value = '\"after\"' WHERE key = 'f.k'"
+                )  # announced to no one: nobody listens yet
+                owner.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT 5").format(ident))
+            feed = cache._change_feed()
+            assert feed.wait_connected(30.0)
+            assert cache.get("f.k") == "after"
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as owner:
+            owner.execute(sql.SQL("DROP OWNED BY {}").format(ident))
+            owner.execute(sql.SQL("DROP ROLE {}").format(ident))
