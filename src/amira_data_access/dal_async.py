@@ -55,6 +55,7 @@ from .errors import (
     OutcomeUnknownError,
     first_line,
     scrub,
+    translate,
 )
 from .feed.listener import listener_feed
 from .feed.streams import AsyncChangeStream, Feed, Subscription
@@ -497,6 +498,7 @@ class AsyncConfigDAL(_Store):
     Running at scale (see the README): ``prepared_statements`` (None: on, unless
     :meth:`open` finds a pooler such as PgBouncer between us and the server; False
     behind a pooler it cannot detect) must be off through a transaction-mode pooler.
+    Pooled connections above ``min_size`` close after ``max_idle`` idle seconds.
     ``read_dsn`` sends reads to a replica (writes, transactions and the change feed
     stay on ``dsn``) with read-your-writes: a read after a write of this DAL, or after
     :meth:`read_after` with a :attr:`write_token`, waits up to ``replica_wait`` seconds
@@ -521,6 +523,7 @@ class AsyncConfigDAL(_Store):
         read_dsn: str | None = None,
         listen_dsn: str | None = None,
         replica_wait: float = 1.0,
+        max_idle: float = 600.0,
     ) -> None:
         if prepared_statements is not None and not isinstance(prepared_statements, bool):
             raise ValueError("prepared_statements must be True, False or None (detect a pooler)")
@@ -537,6 +540,7 @@ class AsyncConfigDAL(_Store):
             retry=retry,
             application_name=application_name,
             timeouts=timeouts,
+            max_idle=max_idle,
         )
         others = [
             pool_settings(
@@ -548,6 +552,7 @@ class AsyncConfigDAL(_Store):
                 retry=retry,
                 application_name=application_name,
                 timeouts=timeouts,
+                max_idle=max_idle,
             )
             if other is not None
             else None
@@ -595,6 +600,7 @@ class AsyncConfigDAL(_Store):
         self._replica_seen: LSN = 0  # how far the replica was last seen to have replayed
         self.replica_fallbacks = 0  # reads sent to the primary because the replica lagged
         self.behind_pooler: bool | None = None  # found by open(): a pooler announced itself
+        self._migration_files: _MigrationList | None = None  # read once, for health()
         self._open_lock = Lock()
         self._feed_lock = threading.Lock()  # the feed is created once, from any thread
         self._opened = False
@@ -887,10 +893,28 @@ class AsyncConfigDAL(_Store):
         return dict(self._pool.get_stats()) if self._opened else {}
 
     async def _schema_up_to_date(self) -> bool:
+        # On a pooled connection: a health check per call opening a connection of its
+        # own failed first when a fleet had filled max_connections (issue 19).
         from . import migrations  # see the TYPE_CHECKING note
+        from .migrations.history import compare
 
-        status = await in_thread(migrations.status, self._settings.conninfo)
-        return status.up_to_date
+        if self._migration_files is None:
+            self._migration_files = await in_thread(migrations.discover)
+        queries = self._queries
+        try:
+            conn = await self._pool.getconn()
+            try:
+                applied = []
+                if await queries.migration_history_exists(conn):
+                    applied = [
+                        migrations.AppliedMigration(*row)
+                        async for row in queries.list_applied_migrations(conn)
+                    ]
+            finally:
+                await self._pool.putconn(conn)
+        except psycopg.Error as exc:
+            raise translate(exc, operation="config.health", secrets=self._context.secrets) from exc
+        return compare(self._migration_files, applied).up_to_date
 
     async def migrate(self) -> _MigrationList:
         """Apply pending migrations (safe from several processes at once); return those applied."""

@@ -53,6 +53,7 @@ so nothing falls between the two and nothing comes twice.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -61,8 +62,8 @@ from typing import Any
 import psycopg
 
 from ..backends.pooler import identify, transaction_pooling
-from ..entries import ConfigChange
-from ..errors import ChangeFeedUnavailableError
+from ..entries import ConfigChange, ConfigEntry, entry_from_row
+from ..errors import ChangeFeedUnavailableError, UnreadableValueError
 from ..logging import get_logger
 from ..queries import change_queries
 from .streams import ChangeCallback, Subscribers, Subscription
@@ -148,6 +149,12 @@ class ChangeFeed:
         # Called with the primary's WAL position after reading changes, before handing
         # them out (a DAL reading from a replica waits for it: see dal_async).
         self.on_position: Callable[[str], None] | None = None
+        # A cache's re-read (issue 19): which changed keys it holds, and their entries
+        # read back on this connection, one query per page of changes, before the
+        # changes are handed out (so the cache keeps them instead of dropping them and
+        # re-reading key by key, in every process).
+        self.refresh_keys: Callable[[set[str]], list[str]] | None = None
+        self.refreshed: Callable[[dict[str, ConfigEntry | None]], None] | None = None
 
     # -- public --------------------------------------------------------------------
 
@@ -367,6 +374,10 @@ class ChangeFeed:
                 # Before anyone hears of these changes: a read after it never goes to a
                 # replica that has not replayed them.
                 self.on_position(str(queries.current_wal_lsn(conn)))
+            if self.refresh_keys is not None and self.refreshed is not None:
+                wanted = self.refresh_keys({change.key for change in page})
+                if wanted:
+                    self.refreshed(_entries(conn, queries, wanted))
             for change in page:
                 self._subscribers.dispatch(change)
             self._last_revision = page[-1].revision
@@ -417,6 +428,18 @@ def _pages_after(
         if len(page) < _PAGE:
             return
         after = page[-1].revision
+
+
+def _entries(
+    conn: psycopg.Connection[Any], queries: Any, keys: list[str]
+) -> dict[str, ConfigEntry | None]:
+    """The stored entries of ``keys`` (None: absent, or a value Python cannot decode)."""
+    found: dict[str, ConfigEntry | None] = dict.fromkeys(keys)
+    for row in queries.get_configurations(conn, keys=keys):
+        # One Python cannot decode stays None: dropped from the cache, the next read reports it.
+        with contextlib.suppress(UnreadableValueError):
+            found[row[0]] = entry_from_row(row)
+    return found
 
 
 def _first_line(exc: BaseException) -> str:
