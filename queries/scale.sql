@@ -25,3 +25,24 @@ LISTEN amira_config_heartbeat;
 -- name: send_heartbeat(token)!
 -- Ring the heartbeat channel with this listener's token: hearing it back proves notifications arrive.
 SELECT pg_notify('amira_config_heartbeat', :token);
+
+-- name: list_changes_with_values_after(after, until, limit, carried_types, max_bytes)
+-- list_changes_after (queries/changes.sql) plus, per change, the stored entry when it is still the current version, of a type in :carried_types and at most :max_bytes of JSON text: a cache keeps it instead of re-reading the key.
+SELECT h.key, h.version, h.operation, h.changed_by, h.revision,
+       c.key, c.value, c.data_type, c.description, c.version, c.created_at, c.updated_at,
+       c.updated_by
+  FROM amira_config.configuration_history AS h
+  LEFT JOIN amira_config.configurations AS c
+         ON c.key = h.key
+        AND c.version = h.version
+        AND c.data_type = ANY(:carried_types)
+        AND octet_length(c.value::text) <= :max_bytes
+ WHERE h.revision > :after
+   AND h.revision <= (SELECT max(page.revision)
+                        FROM (SELECT revision
+                                FROM amira_config.configuration_history
+                               WHERE revision > :after
+                                 AND revision <= coalesce(:until::bigint, 9223372036854775807)
+                               ORDER BY revision
+                               LIMIT :limit) AS page)
+ ORDER BY h.revision, h.key, h.version;

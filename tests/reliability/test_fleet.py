@@ -19,12 +19,15 @@ import subprocess
 import sys
 import textwrap
 import time
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from amira_data_access import ConfigDAL
+from amira_data_access import CachedConfigDAL, ConfigDAL
+from amira_data_access.feed import listener
+from amira_data_access.feed.carry import MAX_CARRIED_BYTES
 from amira_data_access.feed.listener import LISTENER_NAME
 from conftest import TestServer
 
@@ -133,3 +136,36 @@ def test_health_uses_the_pool(pg_server: TestServer, dsn: str) -> None:
     assert health.error is None
     assert health.reachable
     assert health.schema_up_to_date
+
+
+def test_changes_carry_small_values_and_reread_once_per_change_set(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change to a held key refreshes the cache before it is announced: small values come
+    with the feed's own read of the history (no query of their own), large ones are re-read
+    together, in one query per change set, not one per key and process."""
+    rereads: list[list[str]] = []
+    real = listener._entries
+
+    def counted(conn: Any, queries: Any, keys: list[str]) -> Any:
+        rereads.append(sorted(keys))
+        return real(conn, queries, keys)
+
+    monkeypatch.setattr(listener, "_entries", counted)
+    big = "x" * (MAX_CARRIED_BYTES + 1)
+    keys = [f"carry.big.{n}" for n in range(5)]
+    with CachedConfigDAL(dsn, max_size=1) as cache, ConfigDAL(dsn, max_size=1) as other:
+        other.set("carry.small", 1, updated_by="other")
+        other.set_many(dict.fromkeys(keys, "old"), updated_by="other")
+        assert cache.get("carry.small") == 1
+        assert cache.get_many(keys) == dict.fromkeys(keys, "old")
+        heard: list[int] = []
+        with cache.subscribe(lambda change: heard.append(change.revision), "carry."):
+            other.set("carry.small", 2, updated_by="other")
+            eventually(lambda: len(heard) == 1, "the small change")
+            assert cache._cache.value("carry.small") == 2  # in memory, not re-read
+            assert rereads == []
+            other.set_many(dict.fromkeys(keys, big), updated_by="other")
+            eventually(lambda: len(heard) == 1 + len(keys), "the big change set")
+        assert rereads == [sorted(keys)]  # one query for the whole change set
+        assert all(cache._cache.value(key) == big for key in keys)

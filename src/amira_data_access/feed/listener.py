@@ -66,6 +66,7 @@ from ..entries import ConfigChange, ConfigEntry, entry_from_row
 from ..errors import ChangeFeedUnavailableError, UnreadableValueError
 from ..logging import get_logger
 from ..queries import change_queries
+from .carry import MAX_CARRIED_BYTES, carried_types, may_carry
 from .streams import ChangeCallback, Subscribers, Subscription
 
 __all__ = ["HEARTBEAT_CHANNEL", "LISTENER_NAME", "ChangeFeed", "listener_feed"]
@@ -369,15 +370,23 @@ class ChangeFeed:
             with self._lock:
                 self._resuming[:0] = resuming
         delivered = 0
-        for page in _pages_after(conn, queries, last, None):
+        refreshing = self.refresh_keys is not None and self.refreshed is not None
+        pages = _carried_pages_after if refreshing else _pages_after
+        for page, carried in pages(conn, queries, last, None):
             if self.on_position is not None:
                 # Before anyone hears of these changes: a read after it never goes to a
                 # replica that has not replayed them.
                 self.on_position(str(queries.current_wal_lsn(conn)))
             if self.refresh_keys is not None and self.refreshed is not None:
+                # The entries that came with the changes; the other held keys re-read in
+                # one query (too large, a type never carried, or changed again since).
                 wanted = self.refresh_keys({change.key for change in page})
-                if wanted:
-                    self.refreshed(_entries(conn, queries, wanted))
+                fresh = {key: carried[key] for key in wanted if key in carried}
+                missing = [key for key in wanted if key not in carried]
+                if missing:
+                    fresh.update(_entries(conn, queries, missing))
+                if fresh:
+                    self.refreshed(fresh)
             for change in page:
                 self._subscribers.dispatch(change)
             self._last_revision = page[-1].revision
@@ -392,7 +401,7 @@ class ChangeFeed:
         assert since is not None
         if since >= until:
             return  # nothing in the history yet: the live changes are all it needs
-        for page in _pages_after(conn, queries, since, until):
+        for page, _ in _pages_after(conn, queries, since, until):
             for change in page:
                 subscription.deliver(change)
             subscription.since_revision = page[-1].revision  # where to go on after a failure
@@ -410,13 +419,16 @@ class ChangeFeed:
             self._on_state(connected)
 
 
+_Page = tuple[list[ConfigChange], dict[str, ConfigEntry | None]]
+
+
 def _pages_after(
     conn: psycopg.Connection[Any], queries: Any, after: int, until: int | None
-) -> Iterator[list[ConfigChange]]:
+) -> Iterator[_Page]:
     """The committed changes with a revision in (after, until], in revision order.
 
     By pages of whole revisions (so that whoever stops after a page knows where
-    to go on); none is empty.
+    to go on); none is empty. Nothing carried (see :func:`_carried_pages_after`).
     """
     while True:
         page = [
@@ -424,7 +436,39 @@ def _pages_after(
             for row in queries.list_changes_after(conn, after=after, until=until, limit=_PAGE)
         ]
         if page:
-            yield page
+            yield page, {}
+        if len(page) < _PAGE:
+            return
+        after = page[-1].revision
+
+
+def _carried_pages_after(
+    conn: psycopg.Connection[Any], queries: Any, after: int, until: int | None
+) -> Iterator[_Page]:
+    """:func:`_pages_after`, with each changed key's entry where it may be carried
+    (:mod:`.carry`): None for a key whose last change in the page deleted it."""
+    while True:
+        rows = queries.list_changes_with_values_after(
+            conn,
+            after=after,
+            until=until,
+            limit=_PAGE,
+            carried_types=carried_types(),
+            max_bytes=MAX_CARRIED_BYTES,
+        )
+        page: list[ConfigChange] = []
+        carried: dict[str, ConfigEntry | None] = {}
+        for row in rows:
+            change = ConfigChange(*row[:5])
+            page.append(change)
+            carried.pop(change.key, None)  # only the key's last change in the page counts
+            if change.operation == "delete":
+                carried[change.key] = None
+            elif row[5] is not None and may_carry(row[7], 0):
+                with contextlib.suppress(UnreadableValueError):  # re-read, reported there
+                    carried[change.key] = entry_from_row(row[5:])
+        if page:
+            yield page, carried
         if len(page) < _PAGE:
             return
         after = page[-1].revision
