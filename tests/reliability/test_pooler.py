@@ -14,6 +14,7 @@ session-mode one, and can be given its own DSN (``listen_dsn``).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -192,3 +193,27 @@ def test_feed_through_session_mode_and_listen_dsn(pg_server: TestServer, dsn: st
             writer.set("pool.fresh", "new", updated_by="other")
         eventually(lambda: cache.get("pool.fresh") == "new", "the cache to see the change")
         assert cache.health().listener_connected is True
+
+
+def test_async_dal_through_transaction_mode(pg_server: TestServer, dsn: str) -> None:
+    """The async source detects the pooler too, and its calls come back right."""
+    from amira_data_access import AsyncConfigDAL
+
+    async def scenario() -> tuple[bool | None, list[dict[str, Any]]]:
+        async with AsyncConfigDAL(pooled, max_size=2) as dal:
+            await dal.set_many({f"async.k{n}": n for n in range(5)}, updated_by="test")
+
+            async def reader() -> dict[str, Any]:
+                found: dict[str, Any] = {}
+                for _ in range(30):  # past psycopg's prepare threshold (5)
+                    found = await dal.get_many([f"async.k{n}" for n in range(5)])
+                return found
+
+            results = await asyncio.gather(*(reader() for _ in range(6)))
+            return dal.behind_pooler, list(results)
+
+    with pgbouncer(pg_server, "transaction", pool_size=2) as bouncer:
+        pooled = bouncer.dsn(dsn)
+        behind_pooler, results = asyncio.run(scenario())
+    assert behind_pooler is True
+    assert results == [{f"async.k{n}": n for n in range(5)}] * 6

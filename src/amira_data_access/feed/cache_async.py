@@ -43,7 +43,11 @@ from ..core.retry import NO_RETRY
 from ..core.running import UNSET, Context
 from ..dal_async import AsyncConfigDAL, AsyncConfigTransaction
 from ..entries import ConfigEntry, Health
-from ..errors import DatabaseConnectionError, InvalidConfigurationError
+from ..errors import (
+    ChangeFeedUnavailableError,
+    DatabaseConnectionError,
+    InvalidConfigurationError,
+)
 from ..logging import get_logger
 from .cache_state import ABSENT, FORGET, MISS, ConfigCache
 from .listener import ChangeFeed
@@ -122,7 +126,14 @@ class AsyncCachedConfigDAL(AsyncConfigDAL):
             self._cache.reset()
         # Serve from cache as soon as the feed is live; until then reads go to
         # the database, so not waiting long here is safe.
-        await in_thread(feed.wait_connected, _FEED_WAIT_SECONDS)
+        try:
+            await in_thread(feed.wait_connected, _FEED_WAIT_SECONDS)
+        except ChangeFeedUnavailableError:
+            # A cache that can never be fresh is a misconfiguration (a standby, a
+            # transaction pooler: see listen_dsn): fail, releasing the pool, since
+            # ``with`` will not call close() when open() raises.
+            await self.close()
+            raise
 
     def _refreshed(self, entries: dict[str, ConfigEntry | None]) -> None:
         """Entries the feed read back after a change (on its thread): keep the new ones."""
