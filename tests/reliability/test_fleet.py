@@ -109,7 +109,9 @@ def test_fleet_fan_out(pg_server: TestServer, dsn: str) -> None:
         heard = [line for line in lines if "version" in line]
         assert [line["version"] for line in heard] == sorted(written), "each change once, in order"
         for line in heard:
-            assert line["cached"] == line["version"] - 2  # the new value, already in memory
+            # Already in memory: this change's value, or a later one read in the same
+            # page (a listener that fell behind reads several changes at once).
+            assert line["cached"] >= line["version"] - 2
             delays.append((line["at"] - written[line["version"]]) * 1000)
         assert lines[-1] == {"health": None}
     delays.sort()
