@@ -5,8 +5,10 @@
 -- how far its WAL has gone (read-your-writes on a replica).
 
 -- name: session_identity()^
--- The backend pid serving this statement, and whether the server is a standby (in recovery).
-SELECT pg_backend_pid(), pg_is_in_recovery();
+-- The backend pid serving this statement, whether the server is a standby (in recovery), and
+-- the session's statement_timeout in ms (a pooler may have dropped the one we asked for).
+SELECT pg_backend_pid(), pg_is_in_recovery(),
+       (SELECT setting::bigint FROM pg_settings WHERE name = 'statement_timeout');
 
 -- name: current_wal_lsn()$
 -- The primary's WAL insert position, as text: past the commit record of every write made so far.

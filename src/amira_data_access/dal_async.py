@@ -59,6 +59,7 @@ from .errors import (
 )
 from .feed.listener import listener_feed
 from .feed.streams import AsyncChangeStream, Feed, Subscription
+from .logging import get_logger
 from .settings import conninfo_from_env
 
 if TYPE_CHECKING:
@@ -655,6 +656,19 @@ class AsyncConfigDAL(_Store):
                     await self._read_pool.open(wait=False)
                 self.behind_pooler = server.behind_pooler
                 op.note(target=self.target, behind_pooler=server.behind_pooler)
+            wanted_ms = round(settings.timeouts.statement * 1000)
+            if server.behind_pooler and server.statement_timeout_ms != wanted_ms:
+                # PgBouncer 1.18 drops the startup "options" our timeouts travel in
+                # (ignore_startup_parameters): the session runs with the role's or the
+                # server's. Said once, with the README's remedy.
+                get_logger().warning(
+                    "config.open",
+                    outcome="timeouts_not_applied",
+                    statement_timeout_ms=server.statement_timeout_ms,
+                    wanted_ms=wanted_ms,
+                    hint="set statement_timeout and lock_timeout on the role "
+                    "(ALTER ROLE … SET …), and query_wait_timeout in the pooler",
+                )
             self._opened = True
 
     async def close(self) -> None:

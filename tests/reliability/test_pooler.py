@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from amira_data_access import (
     CachedConfigDAL,
@@ -135,9 +136,17 @@ def test_pooler_is_detected_and_prepared_statements_turned_off(
         assert direct.behind_pooler is False
         with direct.pool.connection() as conn:
             assert conn.prepare_threshold is not None  # direct: psycopg's default stays
-    with pgbouncer(pg_server, "session") as bouncer, ConfigDAL(bouncer.dsn(dsn), max_size=1) as dal:
+    with (
+        capture_logs() as logs,
+        pgbouncer(pg_server, "session") as bouncer,
+        ConfigDAL(bouncer.dsn(dsn), max_size=1) as dal,
+    ):
         dal.get("x")
         assert dal.behind_pooler is True
+        # PgBouncer dropped the timeouts' startup options: said, with the remedy.
+        dropped = [e for e in logs if e.get("outcome") == "timeouts_not_applied"]
+        assert len(dropped) == 1
+        assert "ALTER ROLE" in dropped[0]["hint"]
         with dal.pool.connection() as conn:
             assert conn.prepare_threshold is None
     with ConfigDAL(dsn, max_size=1, prepared_statements=False) as told, told.pool.connection() as c:

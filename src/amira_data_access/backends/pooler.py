@@ -41,18 +41,23 @@ class ServerIdentity:
     backend_pid: int  # of the server process that ran the query
     in_recovery: bool  # a standby: read-only, no LISTEN
     behind_pooler: bool  # the connection's announced pid is not the server's
+    statement_timeout_ms: int  # the session's, whatever we asked for at connect
 
 
 def identify(conn: psycopg.Connection[Any]) -> ServerIdentity:
     """Ask the server behind ``conn`` who it is (one round trip)."""
-    pid, in_recovery = load_queries().session_identity(conn)
-    return ServerIdentity(int(pid), bool(in_recovery), int(pid) != conn.info.backend_pid)
+    pid, in_recovery, timeout = load_queries().session_identity(conn)
+    return ServerIdentity(
+        int(pid), bool(in_recovery), int(pid) != conn.info.backend_pid, int(timeout)
+    )
 
 
 async def identify_async(conn: psycopg.AsyncConnection[Any]) -> ServerIdentity:
     """:func:`identify` for an async connection."""
-    pid, in_recovery = await load_queries("apsycopg").session_identity(conn)
-    return ServerIdentity(int(pid), bool(in_recovery), int(pid) != conn.info.backend_pid)
+    pid, in_recovery, timeout = await load_queries("apsycopg").session_identity(conn)
+    return ServerIdentity(
+        int(pid), bool(in_recovery), int(pid) != conn.info.backend_pid, int(timeout)
+    )
 
 
 def transaction_pooling(
