@@ -157,19 +157,21 @@ def test_lagging_replica_falls_back_to_the_primary(dsn: str, standby_dsn: str) -
 def test_cache_on_a_lagging_replica_never_keeps_an_announced_old_value(
     dsn: str, standby_dsn: str
 ) -> None:
-    """A change announced by the feed (on the primary) raises the floor before the cache
-    drops the key, so the refill cannot read the replica's older value and keep it."""
+    """A change announced by the feed (on the primary) raises the floor before anyone hears
+    of it, so a fill after it cannot read the replica's older state and keep it."""
     cached = CachedConfigDAL(dsn, max_size=2, read_dsn=standby_dsn, replica_wait=0.2)
     with cached as cache, ConfigDAL(dsn, max_size=1) as other:
-        other.set("replica.cached", 1, updated_by="other")
-        eventually(lambda: cache.get("replica.cached") == 1, "the first value")
+        heard: list[str] = []
         _replay(standby_dsn, paused=True)
         try:
-            other.set("replica.cached", 2, updated_by="other")
-            eventually(lambda: cache.get("replica.cached") == 2, "the announced change")
-            # Served from memory now, and still the new value (never refilled as 1).
+            with cache.subscribe(lambda change: heard.append(change.key), "replica."):
+                other.set("replica.cached", 2, updated_by="other")  # never read by the cache
+                eventually(lambda: heard == ["replica.cached"], "the change to be announced")
+            # The replica has not replayed it (absent there): the fill must not be "absent".
+            assert cache.get("replica.cached") == 2
             for _ in range(20):
-                assert cache.get("replica.cached") == 2
+                assert cache.get("replica.cached") == 2  # from memory now, still the new value
+            assert cache.replica_fallbacks >= 1
         finally:
             _replay(standby_dsn, paused=False)
 
