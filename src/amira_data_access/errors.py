@@ -21,6 +21,8 @@ Hierarchy::
     │   ├── ConcurrentModificationError    a key's version
     │   └── UnexpectedCountError           how many keys a bulk delete found
     ├── SchemaNotReadyError            the tables do not exist: run the migrations
+    ├── ReadOnlyServerError            a write sent to a standby (25006): use the primary
+    ├── ChangeFeedUnavailableError     the feed cannot work there (standby, transaction pooler)
     └── MigrationError                 a migration failed or the files disagree
 """
 
@@ -36,6 +38,7 @@ import psycopg_pool
 __all__ = [
     "BACKEND_ERRORS",
     "AuthenticationError",
+    "ChangeFeedUnavailableError",
     "ConcurrentModificationError",
     "ConfigurationAccessError",
     "ConflictError",
@@ -46,6 +49,7 @@ __all__ = [
     "MigrationError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "ReadOnlyServerError",
     "SchemaNotReadyError",
     "ServerRefusal",
     "UnexpectedCountError",
@@ -143,6 +147,15 @@ class SchemaNotReadyError(ConfigurationAccessError):
     """The configuration tables do not exist yet: run the migrations."""
 
 
+class ReadOnlyServerError(ConfigurationAccessError):
+    """A write reached a read-only server (a hot standby, 25006): send writes to the primary."""
+
+
+class ChangeFeedUnavailableError(ConfigurationAccessError):
+    """The change feed refuses a server it cannot work on: a standby (no LISTEN during
+    recovery) or a transaction-mode pooler (notifications never reach the listener)."""
+
+
 class MigrationError(ConfigurationAccessError):
     """A migration could not be applied, or the history disagrees with the files."""
 
@@ -193,6 +206,7 @@ _TIMEOUT_CODES: Final = {
     "25P03",  # idle_in_transaction_session_timeout
 }
 _PERMISSION_DENIED: Final = "42501"  # insufficient_privilege
+_READ_ONLY: Final = "25006"  # read_only_sql_transaction: a write on a hot standby
 
 _AUTHENTICATION_REFUSED: Final = re.compile(
     r"password authentication failed|no pg_hba\.conf entry|authentication failed for user"
@@ -295,6 +309,11 @@ def translate(
         )
     if sqlstate in _TIMEOUT_CODES:
         return DatabaseTimeoutError(f"{subject} ran out of time: {detail}")
+    if sqlstate == _READ_ONLY:
+        return ReadOnlyServerError(
+            f"{subject}: the server is read-only (a standby): writes must go to the primary "
+            f"(ConfigDAL's dsn; replicas are for read_dsn): {detail}"
+        )
     if sqlstate == _PERMISSION_DENIED:
         return PermissionDeniedError(f"{subject}: permission denied: {detail}")
     if sqlclass == _AUTHENTICATION_CLASS or (

@@ -256,6 +256,20 @@ class Operation:
             raise error from exc
         if isinstance(exc, ConfigurationAccessError):
             self._log_failure(exc)
+        elif self._sent and isinstance(exc, _SHAPE_ERRORS):
+            # Rows not shaped as the query's SQL says: seen through a transaction-mode
+            # pooler with prepared statements on (another statement's rows under our
+            # name). Never let the raw ValueError out of the hierarchy.
+            detail = scrub(first_line(exc), self._context.secrets)
+            subject = self.name if self.key is None else f"{self.name} {self.key!r}"
+            error = ConfigurationAccessError(
+                f"{subject}: the database answered with rows not shaped like "
+                f"this query's ({type(exc).__name__}: {detail}); "
+                "behind a pooler in transaction mode, turn prepared statements off "
+                "(prepared_statements=False)"
+            )
+            self._log_error(error)
+            raise error from exc
 
     def _log_failure(self, error: ConfigurationAccessError) -> None:
         fields = self._fields or {}
@@ -290,6 +304,10 @@ class Operation:
             sqlstate=getattr(exc, "sqlstate", None),
             error=scrub(first_line(exc), self._context.secrets),
         )
+
+
+# What decoding rows of an unexpected shape raises (unpacking, indexing, converting).
+_SHAPE_ERRORS: Final = (ValueError, TypeError, IndexError, KeyError, AttributeError)
 
 
 def _lost_after_sending(exc: BaseException, error: ConfigurationAccessError) -> bool:
