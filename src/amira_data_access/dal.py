@@ -58,6 +58,7 @@ from .errors import (
 )
 from .feed.listener import listener_feed
 from .feed.streams import ChangeStream, Feed, Subscription
+from .secrets import Keyring, store_keyring
 from .settings import conninfo_from_env
 
 if TYPE_CHECKING:
@@ -480,6 +481,9 @@ class ConfigDAL(_Store):
     :class:`~amira_data_access.core.retry.RetryPolicy`). A value written is at most
     ``limits`` large and deep (:class:`~amira_data_access.codec.ValueLimits`:
     1 MiB of JSON text and 64 levels by default; the table's own limits bound them).
+    ``keyring`` (:class:`~amira_data_access.secrets.Keyring`) seals the secrets written
+    (``data_type="secret"``) and opens them in ``get``; without one, a secret is
+    written or read only as its sealed envelope.
 
     Every failure is a :class:`~amira_data_access.errors.ConfigurationAccessError`;
     bad input raises :class:`~amira_data_access.errors.InvalidConfigurationError`
@@ -501,6 +505,7 @@ class ConfigDAL(_Store):
         application_name: str = APPLICATION_NAME,
         timeouts: Timeouts | None = None,
         limits: ValueLimits | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self._settings = settings = pool_settings(
             dsn,
@@ -513,7 +518,10 @@ class ConfigDAL(_Store):
             timeouts=timeouts,
         )
         self._context = Context(
-            retry=settings.retry, secrets=settings.secrets, limits=value_limits(limits)
+            retry=settings.retry,
+            secrets=settings.secrets,
+            limits=value_limits(limits),
+            keyring=store_keyring(keyring),
         )
         self._connect_timeout = connect_timeout
 
@@ -537,7 +545,10 @@ class ConfigDAL(_Store):
 
     @classmethod
     def from_env(cls, **options: Any) -> Self:
-        """A store for the database named by the environment (``AMIRA_CONFIG_DSN`` or ``DB_*``)."""
+        """A store for the database named by the environment (``AMIRA_CONFIG_DSN`` or ``DB_*``),
+        with the keyring it names (``AMIRA_CONFIG_SECRET_KEYS``…) unless given ``keyring=``."""
+        if "keyring" not in options:
+            options["keyring"] = Keyring.from_env()
         return cls(conninfo_from_env(), **options)
 
     @property
