@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         OutcomeUnknownError,
         PermissionDeniedError,
         SchemaNotReadyError,
+        SecretUnavailableError,
         UnexpectedCountError,
         UnreadableValueError,
     )
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from .logging import configure_logging
     from .memory import InMemoryConfigStore, InMemoryTransaction
     from .memory_async import AsyncInMemoryConfigStore, AsyncInMemoryTransaction
+    from .secrets import Keyring, SealedSecret, rotate_secrets
     from .settings import DatabaseSettings
     from .store import ConfigOperations, ConfigStore
     from .store_async import AsyncConfigOperations, AsyncConfigStore
@@ -89,6 +91,11 @@ _EXPORTS: dict[str, str] = {
     "UnreadableValueError": ".errors",
     "ValueLimits": ".codec",
     "configure_logging": ".logging",
+    # secrets (data_type "secret"): the keyring, the sealed value, rotation, the error
+    "Keyring": ".secrets",
+    "SealedSecret": ".secrets",
+    "SecretUnavailableError": ".errors",
+    "rotate_secrets": ".secrets",
 }
 
 
@@ -141,18 +148,22 @@ __all__ = [
     "InMemoryConfigStore",
     "InMemoryTransaction",
     "InvalidConfigurationError",
+    "Keyring",
     "MemoryDatabase",
     "MigrationError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
     "RetryPolicy",
     "SchemaNotReadyError",
+    "SealedSecret",
+    "SecretUnavailableError",
     "Subscription",
     "Timeouts",
     "UnexpectedCountError",
     "UnreadableValueError",
     "ValueLimits",
     "configure_logging",
+    "rotate_secrets",
 ]
 
 __version__ = "0.1.0"

@@ -35,10 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from .errors import InvalidConfigurationError, SecretUnavailableError
+from .errors import ConcurrentModificationError, InvalidConfigurationError, SecretUnavailableError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from .store import ConfigStore
 
 __all__ = [
     "ENVELOPE_VERSION",
@@ -52,6 +54,7 @@ __all__ = [
     "is_envelope_document",
     "is_secret",
     "masked",
+    "rotate_secrets",
     "sealed_from_document",
     "store_keyring",
 ]
@@ -403,3 +406,65 @@ class Keyring:
         return SealedSecret(
             target, self._wrap(target, key, data_key), sealed.nonce, sealed.ciphertext
         )
+
+
+# How often rotate_secrets reads a key again when it changed between its read and its write.
+_ROTATE_ATTEMPTS: Final = 3
+_PAGE: Final = 500
+
+
+def rotate_secrets(
+    store: ConfigStore,
+    keyring: Keyring,
+    *,
+    to: str | None = None,
+    updated_by: str,
+    prefix: str = "",
+    dry_run: bool = False,
+) -> list[str]:
+    """Re-wrap every secret (under ``prefix``) not sealed with key id ``to`` (default: the
+    keyring's active id); return the keys re-wrapped (or, with ``dry_run``, to re-wrap).
+
+    Only each value's data key is re-encrypted: the ciphertext stays, and each
+    envelope is checked to open before it is written back. Each key is one
+    write at the version read (``expected_version``), so a concurrent change is
+    never overwritten: the key is read again. Needs ``keyring`` to hold both the
+    old and the new key ids; afterwards the old id can leave the keyring.
+    """
+    target = keyring.active if to is None else to
+    keyring.with_active(target)  # refuses an id the keyring lacks, before anything is read
+    rotated: list[str] = []
+    after: str | None = None
+    while True:
+        page = store.list(prefix, after=after, limit=_PAGE)
+        if not page:
+            return rotated
+        after = page[-1].key
+        for entry in page:
+            if not is_secret(entry.data_type) or not isinstance(entry.value, SealedSecret):
+                continue
+            if entry.value.key_id == target:
+                continue
+            rotated.append(entry.key)
+            if not dry_run:
+                _rotate_one(store, keyring, entry.key, target, updated_by)
+
+
+def _rotate_one(store: ConfigStore, keyring: Keyring, key: str, to: str, updated_by: str) -> None:
+    for _ in range(_ROTATE_ATTEMPTS):
+        entry = store.get_entry(key)
+        if entry is None or not isinstance(entry.value, SealedSecret) or entry.value.key_id == to:
+            return  # deleted, retyped, or rotated by someone else meanwhile
+        try:
+            store.set(
+                key,
+                keyring.rewrap(key, entry.value, to=to),
+                data_type=SECRET_TYPE,
+                updated_by=updated_by,
+                reason=f"secrets rotate to {to}",
+                expected_version=entry.version,
+            )
+            return
+        except ConcurrentModificationError:
+            continue
+    raise SecretUnavailableError(f"secrets rotate: {key!r} changed under every attempt")

@@ -9,10 +9,12 @@ notifications, a dump.
 from __future__ import annotations
 
 import base64
+import importlib.util
 import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -39,6 +41,17 @@ def keyring() -> Keyring:
 def secret_dal(dsn: str, keyring: Keyring) -> Iterator[ConfigDAL]:
     with ConfigDAL(dsn, max_size=4, keyring=keyring) as store:
         yield store
+
+
+def _malformed() -> list[object]:
+    """The documents tests/unit/test_secret_envelope.py shows are not envelopes."""
+    path = Path(__file__).parents[1] / "unit" / "test_secret_envelope.py"
+    spec = importlib.util.spec_from_file_location("_secret_envelope_cases", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return list(module.MALFORMED)
 
 
 def _found(text: str) -> list[str]:
@@ -109,6 +122,28 @@ def test_raw_sql_cannot_store_a_plaintext_secret(dsn: str) -> None:
                     " VALUES ('svc.raw', %s, 'secret', 'dba')",
                     [Jsonb(value)],
                 )
+
+
+def test_the_table_and_the_fake_agree_on_the_envelope(dsn: str, keyring: Keyring) -> None:
+    """Every document the in-memory twin refuses, the table refuses; a real envelope passes."""
+    from amira_data_access.secrets import is_envelope_document
+
+    good = keyring.seal("svc.raw", "x").document()
+    documents = [(document, False) for document in _malformed()] + [(good, True)]
+    with psycopg.connect(dsn, autocommit=True) as dba:
+        for document, accepted in documents:
+            assert is_envelope_document(document) is accepted
+            try:
+                dba.execute(
+                    "INSERT INTO amira_config.configurations (key, value, data_type, updated_by)"
+                    " VALUES ('svc.raw', %s, 'secret', 'dba')",
+                    [Jsonb(document)],
+                )
+            except psycopg.errors.CheckViolation:
+                assert not accepted, document
+            else:
+                assert accepted, document
+                dba.execute("DELETE FROM amira_config.configurations WHERE key = 'svc.raw'")
 
 
 def test_an_envelope_moved_to_another_key_does_not_open(dsn: str, secret_dal: ConfigDAL) -> None:

@@ -181,24 +181,28 @@ def test_generated_keys_make_a_keyring() -> None:
     assert ring.open("k", ring.seal("k", "x")) == "x"
 
 
-@pytest.mark.parametrize(
-    "document",
-    [
-        "hunter2",
-        None,
-        {},
-        {"v": 1, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16},
-        {"v": 1, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16, "ct": "A" * 24, "x": 1},
-        {"v": 2, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16, "ct": "A" * 24},
-        {"v": 1.0, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16, "ct": "A" * 24},
-        {"v": True, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16, "ct": "A" * 24},
-        {"v": 1, "kid": "", "dek": "A" * 80, "nonce": "A" * 16, "ct": "A" * 24},
-        {"v": 1, "kid": "k1", "dek": "A" * 79, "nonce": "A" * 16, "ct": "A" * 24},
-        {"v": 1, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16, "ct": "A" * 20},
-        {"v": 1, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16, "ct": "hunter2 secret value"},
-        {"v": 1, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16, "ct": 12345},
-    ],
-)
+MALFORMED: list[object] = [
+    "hunter2",
+    None,
+    {},
+    {"v": 1, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16},
+    {"v": 1, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16, "ct": "A" * 24, "x": 1},
+    {"v": 2, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16, "ct": "A" * 24},
+    {"v": 1.0, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16, "ct": "A" * 24},
+    {"v": True, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16, "ct": "A" * 24},
+    {"v": 1, "kid": "", "dek": "A" * 80, "nonce": "A" * 16, "ct": "A" * 24},
+    {"v": 1, "kid": "k1", "dek": "A" * 79, "nonce": "A" * 16, "ct": "A" * 24},
+    {"v": 1, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16, "ct": "A" * 20},
+    {"v": 1, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16, "ct": "hunter2 secret value"},
+    {"v": 1, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16, "ct": 12345},
+    {"v": 1, "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16, "ct": "A" * 26 + "="},
+    {"v": 1, "kid": "k1 x", "dek": "A" * 80, "nonce": "A" * 16, "ct": "A" * 24},
+    {"v": "1", "kid": "k1", "dek": "A" * 80, "nonce": "A" * 16, "ct": "A" * 24},
+    ["v", "kid", "dek", "nonce", "ct"],
+]
+
+
+@pytest.mark.parametrize("document", MALFORMED)
 def test_only_an_envelope_is_a_stored_secret(document: object) -> None:
     assert not is_envelope_document(document)
     with pytest.raises(InvalidConfigurationError, match="not a sealed envelope") as info:
@@ -235,3 +239,18 @@ def test_sealed_secret_is_a_frozen_value() -> None:
     assert isinstance(sealed, SealedSecret)
     with pytest.raises(dataclasses.FrozenInstanceError):
         sealed.key_id = "k2"  # type: ignore[misc]
+
+
+def test_the_table_constraint_has_the_same_patterns() -> None:
+    """migrations/0009's CHECK spells the envelope's grammar as secrets.py does."""
+    from amira_data_access import secrets
+
+    sql = (Path(__file__).parents[2] / "migrations" / "0009_secret_values.sql").read_text()
+    for pattern in (
+        secrets.KEY_ID_PATTERN,
+        secrets.WRAPPED_KEY_PATTERN,
+        secrets.NONCE_PATTERN,
+        secrets.CIPHERTEXT_PATTERN,
+    ):
+        assert f"'{pattern}'" in sql
+    assert "ARRAY['v', 'kid', 'dek', 'nonce', 'ct']" in sql
