@@ -420,6 +420,7 @@ def rotate_secrets(
     to: str | None = None,
     updated_by: str,
     prefix: str = "",
+    reason: str | None = None,
     dry_run: bool = False,
 ) -> list[str]:
     """Re-wrap every secret (under ``prefix``) not sealed with key id ``to`` (default: the
@@ -429,7 +430,8 @@ def rotate_secrets(
     envelope is checked to open before it is written back. Each key is one
     write at the version read (``expected_version``), so a concurrent change is
     never overwritten: the key is read again. Needs ``keyring`` to hold both the
-    old and the new key ids; afterwards the old id can leave the keyring.
+    old and the new key ids; afterwards the old id can leave the keyring. ``reason``
+    (default ``"secrets rotate to <id>"``) goes into each key's history.
     """
     target = keyring.active if to is None else to
     keyring.with_active(target)  # refuses an id the keyring lacks, before anything is read
@@ -447,10 +449,13 @@ def rotate_secrets(
                 continue
             rotated.append(entry.key)
             if not dry_run:
-                _rotate_one(store, keyring, entry.key, target, updated_by)
+                why = reason if reason is not None else f"secrets rotate to {target}"
+                _rotate_one(store, keyring, entry.key, target, updated_by, why)
 
 
-def _rotate_one(store: ConfigStore, keyring: Keyring, key: str, to: str, updated_by: str) -> None:
+def _rotate_one(
+    store: ConfigStore, keyring: Keyring, key: str, to: str, updated_by: str, reason: str
+) -> None:
     for _ in range(_ROTATE_ATTEMPTS):
         entry = store.get_entry(key)
         if entry is None or not isinstance(entry.value, SealedSecret) or entry.value.key_id == to:
@@ -461,7 +466,7 @@ def _rotate_one(store: ConfigStore, keyring: Keyring, key: str, to: str, updated
                 keyring.rewrap(key, entry.value, to=to),
                 data_type=SECRET_TYPE,
                 updated_by=updated_by,
-                reason=f"secrets rotate to {to}",
+                reason=reason,
                 expected_version=entry.version,
             )
             return
