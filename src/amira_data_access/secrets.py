@@ -56,6 +56,7 @@ __all__ = [
     "masked",
     "rotate_secrets",
     "sealed_from_document",
+    "storable_value",
     "store_keyring",
 ]
 
@@ -97,6 +98,15 @@ def is_secret(data_type: object) -> bool:
 def masked(value: Any, data_type: object) -> Any:
     """``value`` as outputs show it: :data:`MASK` for a secret, else unchanged."""
     return MASK if is_secret(data_type) else value
+
+
+def storable_value(value: Any) -> Any:
+    """``value`` as it may be written outside the store (a snapshot file, an export): a
+    secret's envelope document (ciphertext only), any other value unchanged.
+
+    Read it back with :func:`sealed_from_document` (data_type ``secret``).
+    """
+    return value.document() if isinstance(value, SealedSecret) else value
 
 
 def store_keyring(keyring: object) -> Keyring | None:

@@ -115,13 +115,27 @@ def test_a_dba_sees_no_plaintext_anywhere(
 def test_raw_sql_cannot_store_a_plaintext_secret(dsn: str) -> None:
     """The table's constraint: a secret's value is an envelope, whatever the client."""
     with psycopg.connect(dsn, autocommit=True) as dba:
+        dba.execute(
+            "INSERT INTO amira_config.configurations (key, value, data_type, updated_by)"
+            " VALUES ('svc.typed', '\"x\"', 'str', 'dba')"
+        )
         for value in (PLAINTEXTS[0], {"v": 1, "kid": "k1", "ct": PLAINTEXTS[0]}):
-            with pytest.raises(psycopg.errors.CheckViolation, match="secret_sealed"):
+            with pytest.raises(psycopg.errors.CheckViolation, match="secret_sealed") as info:
                 dba.execute(
                     "INSERT INTO amira_config.configurations (key, value, data_type, updated_by)"
                     " VALUES ('svc.raw', %s, 'secret', 'dba')",
                     [Jsonb(value)],
                 )
+            # Refused before the row is formed: no "Failing row contains" with the value.
+            assert info.value.diag.message_detail is None
+            assert _found(str(info.value)) == []
+            with pytest.raises(psycopg.errors.CheckViolation) as info:
+                dba.execute(
+                    "UPDATE amira_config.configurations SET value = %s, data_type = 'secret'"
+                    " WHERE key = 'svc.typed'",
+                    [Jsonb(value)],
+                )
+            assert info.value.diag.message_detail is None
 
 
 def test_the_table_and_the_fake_agree_on_the_envelope(dsn: str, keyring: Keyring) -> None:
