@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         PermissionDeniedError,
         ReadOnlyServerError,
         SchemaNotReadyError,
+        SecretUnavailableError,
         UnexpectedCountError,
         UnreadableValueError,
     )
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from .logging import configure_logging
     from .memory import InMemoryConfigStore, InMemoryTransaction
     from .memory_async import AsyncInMemoryConfigStore, AsyncInMemoryTransaction
+    from .secrets import Keyring, SealedSecret, rotate_secrets
     from .settings import DatabaseSettings
     from .store import ConfigOperations, ConfigStore
     from .store_async import AsyncConfigOperations, AsyncConfigStore
@@ -93,6 +95,11 @@ _EXPORTS: dict[str, str] = {
     "UnreadableValueError": ".errors",
     "ValueLimits": ".codec",
     "configure_logging": ".logging",
+    # secrets (data_type "secret"): the keyring, the sealed value, rotation, the error
+    "Keyring": ".secrets",
+    "SealedSecret": ".secrets",
+    "SecretUnavailableError": ".errors",
+    "rotate_secrets": ".secrets",
 }
 
 
@@ -146,6 +153,7 @@ __all__ = [
     "InMemoryConfigStore",
     "InMemoryTransaction",
     "InvalidConfigurationError",
+    "Keyring",
     "MemoryDatabase",
     "MigrationError",
     "OutcomeUnknownError",
@@ -153,12 +161,15 @@ __all__ = [
     "ReadOnlyServerError",
     "RetryPolicy",
     "SchemaNotReadyError",
+    "SealedSecret",
+    "SecretUnavailableError",
     "Subscription",
     "Timeouts",
     "UnexpectedCountError",
     "UnreadableValueError",
     "ValueLimits",
     "configure_logging",
+    "rotate_secrets",
 ]
 
 __version__ = "0.1.0"

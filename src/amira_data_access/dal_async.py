@@ -60,6 +60,7 @@ from .errors import (
 from .feed.listener import listener_feed
 from .feed.streams import AsyncChangeStream, Feed, Subscription
 from .logging import get_logger
+from .secrets import Keyring, store_keyring
 from .settings import conninfo_from_env
 
 if TYPE_CHECKING:
@@ -488,6 +489,9 @@ class AsyncConfigDAL(_Store):
     :class:`~amira_data_access.core.retry.RetryPolicy`). A value written is at most
     ``limits`` large and deep (:class:`~amira_data_access.codec.ValueLimits`:
     1 MiB of JSON text and 64 levels by default; the table's own limits bound them).
+    ``keyring`` (:class:`~amira_data_access.secrets.Keyring`) seals the secrets written
+    (``data_type="secret"``) and opens them in ``get``; without one, a secret is
+    written or read only as its sealed envelope.
 
     Every failure is a :class:`~amira_data_access.errors.ConfigurationAccessError`;
     bad input raises :class:`~amira_data_access.errors.InvalidConfigurationError`
@@ -525,6 +529,7 @@ class AsyncConfigDAL(_Store):
         listen_dsn: str | None = None,
         replica_wait: float = 1.0,
         max_idle: float = 600.0,
+        keyring: Keyring | None = None,
     ) -> None:
         if prepared_statements is not None and not isinstance(prepared_statements, bool):
             raise ValueError("prepared_statements must be True, False or None (detect a pooler)")
@@ -568,7 +573,12 @@ class AsyncConfigDAL(_Store):
             for each in (settings, *others):
                 if each is not None:
                     each.connect_kwargs["prepare_threshold"] = None  # see backends/pooler.py
-        self._context = Context(retry=settings.retry, secrets=secrets, limits=value_limits(limits))
+        self._context = Context(
+            retry=settings.retry,
+            secrets=secrets,
+            limits=value_limits(limits),
+            keyring=store_keyring(keyring),
+        )
         self._connect_timeout = connect_timeout
 
         self._queries = async_queries()
@@ -610,7 +620,10 @@ class AsyncConfigDAL(_Store):
 
     @classmethod
     def from_env(cls, **options: Any) -> Self:
-        """A store for the database named by the environment (``AMIRA_CONFIG_DSN`` or ``DB_*``)."""
+        """A store for the database named by the environment (``AMIRA_CONFIG_DSN`` or ``DB_*``),
+        with the keyring it names (``AMIRA_CONFIG_SECRET_KEYS``…) unless given ``keyring=``."""
+        if "keyring" not in options:
+            options["keyring"] = Keyring.from_env()
         return cls(conninfo_from_env(), **options)
 
     @property

@@ -17,6 +17,7 @@ Hierarchy::
     ├── PermissionDeniedError          the login role lacks a privilege (42501)
     ├── InvalidConfigurationError      bad input, refused; also a ValueError
     ├── UnreadableValueError           a stored value Python cannot decode (names the key)
+    ├── SecretUnavailableError         a secret without (or with the wrong) keyring
     ├── ConflictError                  the data was not as the caller expected
     │   ├── ConcurrentModificationError    a key's version
     │   └── UnexpectedCountError           how many keys a bulk delete found
@@ -51,6 +52,7 @@ __all__ = [
     "PermissionDeniedError",
     "ReadOnlyServerError",
     "SchemaNotReadyError",
+    "SecretUnavailableError",
     "ServerRefusal",
     "UnexpectedCountError",
     "UnreadableValueError",
@@ -105,6 +107,15 @@ class UnreadableValueError(ConfigurationAccessError):
         super().__init__(message)
         self.keys = tuple(dict.fromkeys(keys))
         self.readable = readable
+
+
+class SecretUnavailableError(ConfigurationAccessError):
+    """A secret (``data_type="secret"``) cannot be sealed or opened here: the store was given
+    no keyring, the keyring lacks the key id the secret was sealed with, or the stored
+    envelope does not open with it (another key's ciphertext, or altered).
+
+    The message names the configuration key and the key id, never key material or a value.
+    """
 
 
 class ConflictError(ConfigurationAccessError):
@@ -229,6 +240,11 @@ _CONSTRAINT_MESSAGES: Final = {
         "the value is nested deeper than the table allows (amira_config.max_value_depth())"
     ),
     "configurations_key_nfc": "the key is not in Unicode NFC form",
+    # migrations/0009: a secret's value is the envelope amira_data_access.secrets seals.
+    "configurations_secret_sealed": (
+        "a secret's value must be a sealed envelope; pass data_type='secret' with the "
+        "plaintext to a store given a keyring (never the plaintext with another type)"
+    ),
     "configurations_key_grammar": (
         "the key has a character outside the key grammar, or letters of two scripts"
     ),

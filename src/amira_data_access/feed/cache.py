@@ -158,7 +158,8 @@ class CachedConfigDAL(ConfigDAL):
             if value is ABSENT:
                 return self._default_for(key, default)
             if value is not MISS:
-                return value
+                # The cache holds a secret's envelope only: it is opened at each read.
+                return self._context.reveal(key, value)
         try:
             entry = self._read_entry(key)
         except DatabaseConnectionError as exc:  # unreachable, and the key was never cached
@@ -166,7 +167,9 @@ class CachedConfigDAL(ConfigDAL):
                 raise
             self._warn_stale(key, exc)
             return self._default_for(key, default)
-        return self._default_for(key, default) if entry is None else entry.value
+        if entry is None:
+            return self._default_for(key, default)
+        return self._context.reveal(key, entry.value)
 
     def get_entry(self, key: str) -> ConfigEntry | None:
         """The entry of ``key``, from the cache when it is fresh."""
@@ -199,7 +202,7 @@ class CachedConfigDAL(ConfigDAL):
                 found[key] = value
         if missing:
             found.update(self._read_many(missing))
-        return {key: found[key] for key in wanted if key in found}
+        return {key: self._context.reveal(key, found[key]) for key in wanted if key in found}
 
     def _read_entry(self, key: str) -> ConfigEntry | None:
         """Read through to the database and fill the cache; stale cached entry if unreachable."""

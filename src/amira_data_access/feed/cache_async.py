@@ -156,7 +156,8 @@ class AsyncCachedConfigDAL(AsyncConfigDAL):
             if value is ABSENT:
                 return self._default_for(key, default)
             if value is not MISS:
-                return value
+                # The cache holds a secret's envelope only: it is opened at each read.
+                return self._context.reveal(key, value)
         try:
             entry = await self._read_entry(key)
         except DatabaseConnectionError as exc:  # unreachable, and the key was never cached
@@ -164,7 +165,9 @@ class AsyncCachedConfigDAL(AsyncConfigDAL):
                 raise
             self._warn_stale(key, exc)
             return self._default_for(key, default)
-        return self._default_for(key, default) if entry is None else entry.value
+        if entry is None:
+            return self._default_for(key, default)
+        return self._context.reveal(key, entry.value)
 
     async def get_entry(self, key: str) -> ConfigEntry | None:
         """The entry of ``key``, from the cache when it is fresh."""
@@ -197,7 +200,7 @@ class AsyncCachedConfigDAL(AsyncConfigDAL):
                 found[key] = value
         if missing:
             found.update(await self._read_many(missing))
-        return {key: found[key] for key in wanted if key in found}
+        return {key: self._context.reveal(key, found[key]) for key in wanted if key in found}
 
     async def _read_entry(self, key: str) -> ConfigEntry | None:
         """Read through to the database and fill the cache; stale cached entry if unreachable."""

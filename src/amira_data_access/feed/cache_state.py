@@ -19,13 +19,15 @@ from typing import Any, Final
 
 from ..codec import DATA_TYPES, DataType
 from ..entries import ConfigChange, ConfigEntry
+from ..secrets import SealedSecret
 
 __all__ = ["ABSENT", "FORGET", "MISS", "ConfigCache"]
 
 MISS: Final = object()  # not cached
 ABSENT: Final = object()  # cached: the key does not exist
 FORGET: Final = object()  # written(): drop the key, its new version is not known here
-_IMMUTABLE: Final = (str, int, float, bool, type(None))
+# SealedSecret: frozen, and a secret is cached as its envelope only (opened at each get).
+_IMMUTABLE: Final = (str, int, float, bool, type(None), SealedSecret)
 _ACTORS_KEPT: Final = 10_000  # distinct actor names stored once each
 
 # A cached row: (value, version, data_type, description, created_at, updated_at,
