@@ -56,6 +56,7 @@ from .errors import (
     InvalidConfigurationError,
     OutcomeUnknownError,
     first_line,
+    note_refused_login,
     scrub,
     translate,
 )
@@ -85,10 +86,14 @@ _MigrationList = list["migrations.Migration"]
 def execute(queries: Any, conn: psycopg.Connection[Any], step: Statement[Any]) -> Any:
     """Run one statement on ``conn`` with aiosql and return its raw result."""
     query = getattr(queries, step.query)
-    if step.many:
-        # aiosql gives many rows as a generator: drain it while we hold the connection.
-        return list(query(conn, **step.params))
-    return query(conn, **step.params)
+    try:
+        if step.many:
+            # aiosql gives many rows as a generator: drain it while we hold the connection.
+            return list(query(conn, **step.params))
+        return query(conn, **step.params)
+    except psycopg.Error as exc:
+        note_refused_login(exc, conn.info.user)  # PermissionDeniedError names the login
+        raise
 
 
 class _Operations:

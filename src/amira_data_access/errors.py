@@ -56,6 +56,7 @@ __all__ = [
     "ServerRefusal",
     "UnexpectedCountError",
     "UnreadableValueError",
+    "note_refused_login",
     "scrub",
     "server_refused_the_session",
     "translate",
@@ -86,7 +87,17 @@ class DatabaseTimeoutError(ConfigurationAccessError):
 
 
 class PermissionDeniedError(ConfigurationAccessError):
-    """The database login lacks the privilege this operation needs."""
+    """The database login lacks the privilege this operation needs.
+
+    ``key`` is the key the operation was about (None: several, or none) and
+    ``role`` the database login that was refused (None: not known, e.g. the
+    in-memory store); both are in the message too.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, role: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.role = role
 
 
 class InvalidConfigurationError(ConfigurationAccessError, ValueError):
@@ -277,6 +288,17 @@ def server_refused_the_session(message: str) -> bool:
     return bool(_AUTHENTICATION_REFUSED.search(message) or _DATABASE_MISSING.search(message))
 
 
+# Set on a refused (42501) psycopg error by the store that ran the statement: the
+# server's "permission denied for table …" does not say which login it refused.
+_REFUSED_LOGIN: Final = "_amira_refused_login"
+
+
+def note_refused_login(exc: BaseException, login: str | None) -> None:
+    """Remember on a refused statement's error which database login ran it (for translate)."""
+    if getattr(exc, "sqlstate", None) == _PERMISSION_DENIED and login:
+        setattr(exc, _REFUSED_LOGIN, login)
+
+
 def _constraint_name(exc: BaseException) -> str | None:
     if isinstance(exc, ServerRefusal):
         return exc.constraint_name
@@ -331,7 +353,11 @@ def translate(
             f"(ConfigDAL's dsn; replicas are for read_dsn): {detail}"
         )
     if sqlstate == _PERMISSION_DENIED:
-        return PermissionDeniedError(f"{subject}: permission denied: {detail}")
+        login = getattr(exc, _REFUSED_LOGIN, None)
+        whom = f" to role {login!r}" if login else ""
+        return PermissionDeniedError(
+            f"{subject}: permission denied{whom}: {detail}", key=key, role=login
+        )
     if sqlclass == _AUTHENTICATION_CLASS or (
         sqlstate is None and _AUTHENTICATION_REFUSED.search(detail) is not None
     ):
