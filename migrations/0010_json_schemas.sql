@@ -7,10 +7,12 @@
 -- here as constraints: a schema is a JSON object or boolean, a target is a key or
 -- a prefix, and every change is kept in schema_history (by trigger, like values).
 --
--- Writers learn that the schemas changed from one cheap read: the one-row counter
--- schema_revision, bumped by every change of the schemas table (in the same
--- transaction, under its row lock: schema writers take their revisions one after
--- the other, so a reader that sees revision N sees every change up to N).
+-- Writers learn that the schemas changed from one cheap read: the one-row
+-- schema_revision, set by every change of the schemas table to the next value of a
+-- sequence (in the same transaction, under its row lock: schema writers commit one
+-- after the other). A sequence, not a counter: its values are never given back, so
+-- a rolled-back change's revision (which a writer inside that transaction may have
+-- read) can never be the revision of a later committed one.
 
 CREATE TABLE amira_config.schemas (
     -- A key ('amira.chat.max_turns') or a prefix ('amira.chat.'): the same string can
@@ -52,6 +54,8 @@ CREATE TABLE amira_config.schema_history (
 
 COMMENT ON TABLE amira_config.schema_history IS
     'Append-only history of amira_config.schemas, one row per change, written by triggers.';
+
+CREATE SEQUENCE amira_config.schema_revision_seq AS bigint;
 
 -- One row: the revision of the last schema change (0: none yet).
 CREATE TABLE amira_config.schema_revision (
@@ -95,7 +99,9 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     bumped bigint;
 BEGIN
-    UPDATE amira_config.schema_revision SET revision = revision + 1 WHERE id
+    UPDATE amira_config.schema_revision
+       SET revision = nextval('amira_config.schema_revision_seq')
+     WHERE id
     RETURNING revision INTO bumped;
     IF TG_OP = 'DELETE' THEN
         INSERT INTO amira_config.schema_history

@@ -74,7 +74,14 @@ def frozen_model(model: type[M]) -> type[M]:
         return model
     config = ConfigDict(**{**model.model_config, "frozen": True})
     namespace = {"model_config": config, "__module__": model.__module__}
-    return type(model.__name__, (model,), namespace)
+    frozen: type[M] = type(model.__name__, (model,), namespace)
+    # The fields' annotations are resolved where the model was defined, not here: give the
+    # subclass the namespace pydantic kept of that place (a model defined in a function,
+    # or in code run with exec, would else not find its nested models).
+    parent = getattr(model, "__pydantic_parent_namespace__", None)
+    if not frozen.__pydantic_complete__ and parent:
+        frozen.model_rebuild(_types_namespace=dict(parent))
+    return frozen
 
 
 def problems_of(prefix: str, error: Any) -> list[str]:

@@ -193,3 +193,23 @@ def test_typed_reads(subject: Subject) -> None:
     assert store.get_as("absent", int, default=7) == 7
     store.register_defaults({"registered": 9})
     assert store.get_as("registered", int) == 9
+
+
+def test_a_rolled_back_schema_is_forgotten(subject: Subject) -> None:
+    """A write inside the transaction read its schema; once rolled back, neither it nor the
+    revision it had may stand for the schemas a later change commits."""
+    store = subject.store
+
+    def rolled_back() -> None:
+        with subject.transaction() as tx:
+            tx.set_schema("amira.r", {"type": "string"}, updated_by="ops")
+            tx.set("amira.r", "checked against the schema", updated_by="ops")
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        rolled_back()
+    assert store.get_schema("amira.r") is None
+    store.set("amira.r", 1, updated_by="ops")  # the rolled-back schema is not enforced
+    subject.other.set_schema("amira.r", {"type": "integer"}, updated_by="ops")
+    with pytest.raises(SchemaViolationError):
+        store.set("amira.r", 2.5, data_type="float", updated_by="ops")

@@ -89,3 +89,31 @@ def test_raw_sql_violations_are_found_by_schema_check(
     assert table.code == 3
     assert "amira.chat.max_turns" in table.stdout
     assert "violate" in table.stderr
+
+
+def test_the_import_file_may_carry_schemas(cli: CLI, tmp_path: Path, dsn: str) -> None:
+    turns = {"value": 10, "data_type": "int", "schema": TURNS}
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"amira.chat.max_turns": turns}))
+    done = cli("import", str(good), "--by", "ops")
+    assert done.code == 0, done.stderr
+    with ConfigDAL(dsn) as dal:
+        entry = dal.get_schema("amira.chat.max_turns")
+        assert entry is not None
+        assert entry.schema == TURNS
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "amira.chat.max_turns": {**turns, "value": 99, "schema": {"maximum": 200}},
+                "amira.chat.tone": {"value": 5, "data_type": "int", "schema": {"type": "string"}},
+            }
+        )
+    )
+    refused = cli("import", str(bad), "--by", "ops")
+    assert refused.code == 2
+    assert "amira.chat.tone" in refused.stderr
+    with ConfigDAL(dsn) as dal:  # nothing of it: not the value, not the schemas
+        assert dal.get("amira.chat.max_turns") == 10
+        assert dal.get_schema("amira.chat.max_turns").schema == TURNS  # type: ignore[union-attr]
+        assert dal.get_schema("amira.chat.tone") is None

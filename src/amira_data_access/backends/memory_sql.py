@@ -27,6 +27,7 @@ transaction holds the database's lock until it ends (other threads' writes wait)
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import threading
@@ -133,6 +134,9 @@ class _Tables:
     schemas: dict[tuple[str, str], _SchemaRow] = field(default_factory=dict)
     schema_history: dict[tuple[str, str], tuple[_SchemaChange, ...]] = field(default_factory=dict)
     schema_revision: int = 0
+    # amira_config.schema_revision_seq: shared by every copy, so never given back by a
+    # rolled-back transaction (as a sequence is not).
+    schema_sequence: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def copy(self) -> _Tables:
         return _Tables(
@@ -141,6 +145,7 @@ class _Tables:
             dict(self.schemas),
             dict(self.schema_history),
             self.schema_revision,
+            self.schema_sequence,
         )
 
 
@@ -525,6 +530,17 @@ class TwinStatements:
     def server_health(self, session: Session, /) -> tuple[str, bool]:
         return ("in-memory", True)
 
+    # -- queries/snapshots.sql ---------------------------------------------------------
+
+    def list_snapshot_rows(self, session: Session, /) -> list[tuple[Any, ...]]:
+        tables = session.tables
+        revision = max(
+            (c.revision for changes in tables.history.values() for c in changes), default=0
+        )
+        if not tables.rows:
+            return [(revision, None, None, None, None, None, None, None, None)]
+        return [(revision, key, *_entry(key, tables.rows[key])[1:]) for key in sorted(tables.rows)]
+
     # -- queries/schemas.sql (the triggers of migrations/0010) ------------------------
 
     def get_schema_revision(self, session: Session, /) -> int:
@@ -609,7 +625,7 @@ def _record_schema(
 ) -> None:
     """schemas_record_history: bump the revision, append the history row."""
     tables = session.tables
-    tables.schema_revision += 1
+    tables.schema_revision = next(tables.schema_sequence)
     change = _SchemaChange(
         row.version, operation, row.schema, by, session.now, tables.schema_revision
     )

@@ -52,6 +52,7 @@ __all__ = [
     "load_schemas",
     "refuse",
     "set_schema",
+    "snapshot_rows",
 ]
 
 
@@ -219,6 +220,16 @@ def delete_schema(
         rows = yield from op.sql(Q.delete_schema, target=target, kind=kind, deleted_by=deleted_by)
         op.outcome = "deleted" if rows else "absent"
         return bool(rows)
+
+
+def snapshot_rows(ctx: Context) -> Steps[tuple[int, list[tuple[Any, ...]]]]:
+    """The last committed revision and every stored row as stored (for the snapshot file)."""
+    with ctx.operation("config.snapshot") as op:
+        rows = yield from op.sql(Q.list_snapshot_rows)
+        revision = rows[0][0] if rows else 0
+        stored = [tuple(row[1:]) for row in rows if row[1] is not None]
+        op.note(count=len(stored), revision=revision)
+        return revision, stored
 
 
 def check_schemas(ctx: Context, prefix: str) -> Steps[list[SchemaViolation]]:

@@ -210,6 +210,10 @@ class Statements(Protocol):
         self, conn: Any, /, *, target: str, kind: str
     ) -> list[SchemaRevisionRow]: ...
 
+    # queries/snapshots.sql
+
+    def list_snapshot_rows(self, conn: Any, /) -> list[tuple[Any, ...]]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class QueryInfo:
