@@ -13,7 +13,8 @@ default. On every committed change under the prefix the handle re-reads the
 prefix (one statement: one consistent snapshot), validates, swaps the model in
 one assignment (a reader holds the old model or the new one, never a mix), and
 then calls the ``on_change`` callbacks with ``(old, new)``. A change that does not
-validate keeps the last good model; it is logged once and shown on
+validate, or that stored a value its JSON Schema refuses (raw SQL can), keeps the
+last good model; it is logged once and shown on
 :attr:`~AsyncLiveSettings.error` and in the store's ``health()`` until a valid
 change arrives.
 """
@@ -25,9 +26,10 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from ._acompat import Lock, call_soon, current_loop
 from .entries import ConfigChange
-from .errors import ConfigurationAccessError
+from .errors import ConfigurationAccessError, DatabaseConnectionError
 from .live_model import SettingsValidationError, frozen_model, problems_of, settings_input
 from .logging import get_logger
+from .schemas import SchemaRegistry
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -40,6 +42,11 @@ __all__ = ["AsyncLiveSettings"]
 M = TypeVar("M", bound="BaseModel")
 
 _PAGE: Final = 1000
+
+
+class _SchemaRefusal(Exception):  # noqa: N818  # internal: never leaves _apply
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
 
 
 class AsyncLiveSettings(Generic[M]):
@@ -103,15 +110,31 @@ class AsyncLiveSettings(Generic[M]):
                 if len(page) < _PAGE:
                     break
                 after = page[-1].key
-            return self._apply(values)
+            return self._apply(values, await self._schema_problems(values))
 
-    def _apply(self, values: dict[str, Any]) -> bool:
+    async def _schema_problems(self, values: dict[str, Any]) -> list[str]:
+        """Values that break their JSON Schemas (raw SQL can store them): not applied."""
+        try:
+            schemas = await self._store.list_schemas()
+        except DatabaseConnectionError:
+            return []  # answered from a snapshot: the schemas cannot be read now
+        if not schemas:
+            return []
+        registry = SchemaRegistry()
+        registry.load(0, schemas)
+        return [str(v) for key, value in values.items() for v in registry.violations(key, value)]
+
+    def _apply(self, values: dict[str, Any], refused: list[str]) -> bool:
         from pydantic import ValidationError
 
         try:
             new = self._model.model_validate(settings_input(self.prefix, values))
-        except ValidationError as exc:
-            problems = problems_of(self.prefix, exc)
+            if refused:
+                raise _SchemaRefusal(refused)
+        except (ValidationError, _SchemaRefusal) as exc:
+            problems = (
+                exc.problems if isinstance(exc, _SchemaRefusal) else problems_of(self.prefix, exc)
+            )
             message = f"{self._model.__name__} under {self.prefix!r}: " + "; ".join(problems)
             if message != self._error:  # said once per distinct failure, not per change
                 get_logger().warning(

@@ -142,3 +142,20 @@ def test_start_up_names_every_missing_or_invalid_key(
     assert "lots" not in report
     chat.close()
     other.close()
+
+
+def test_a_value_its_json_schema_refuses_is_not_applied(subject: Subject) -> None:
+    """A stored value that breaks its schema (raw SQL, or a schema forced over it) keeps the
+    last good model, as an invalid one does."""
+    store = subject.store
+    store.set("amira.chat.max_turns", 40, updated_by="ops")
+    chat = bind(subject, ChatSettings, "amira.chat.")
+    invalid = threading.Event()
+    chat.on_invalid(lambda error: invalid.set())
+    store.set_schema("amira.chat.max_turns", {"maximum": 30}, updated_by="ops", force=True)
+    store.set("amira.chat.tone", "formal", updated_by="ops")  # a change: the handle re-reads
+    wait(subject, invalid)
+    assert chat.current.tone == "friendly"  # nothing of the refused state was applied
+    assert chat.error is not None
+    assert "key 'amira.chat.max_turns'" in chat.error
+    chat.close()

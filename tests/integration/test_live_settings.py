@@ -54,3 +54,29 @@ def test_readers_never_see_a_half_updated_model(dal: ConfigDAL, dsn: str) -> Non
         assert pair.current.model_dump() == {"left": CHANGES, "right": CHANGES}
         assert seen == sorted(seen)  # swaps in commit order: never back to an older model
         pair.close()
+
+
+class Turns(BaseModel):
+    max_turns: int
+
+
+def test_a_raw_sql_write_its_schema_refuses_is_not_applied(dal: ConfigDAL, dsn: str) -> None:
+    import psycopg
+
+    dal.set("svc.chat.max_turns", 10, updated_by="ops")
+    dal.set_schema("svc.chat.", {"type": "integer", "maximum": 50}, updated_by="ops")
+    with ConfigDAL(dsn) as service:
+        turns = service.bind_settings(Turns, prefix="svc.chat.")
+        refused = threading.Event()
+        turns.on_invalid(lambda error: refused.set())
+        with psycopg.connect(dsn, autocommit=True) as conn:  # bypasses the library's check
+            conn.execute(
+                "UPDATE amira_config.configurations SET value = '500' "
+                "WHERE key = 'svc.chat.max_turns'"
+            )
+        assert refused.wait(60)
+        assert turns.current.max_turns == 10
+        assert turns.error is not None
+        assert "fails maximum 50" in turns.error
+        assert service.health().settings_errors == (turns.error,)
+        turns.close()
