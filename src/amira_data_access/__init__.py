@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .feed.cache import CachedConfigDAL
     from .feed.cache_async import AsyncCachedConfigDAL
     from .feed.streams import AsyncChangeStream, ChangeStream, Subscription
+    from .flags import FlagEvaluation
     from .logging import configure_logging
     from .memory import InMemoryConfigStore, InMemoryTransaction
     from .memory_async import AsyncInMemoryConfigStore, AsyncInMemoryTransaction
@@ -73,6 +74,7 @@ _EXPORTS: dict[str, str] = {
     "DatabaseConnectionError": ".errors",
     "DatabaseSettings": ".settings",
     "DatabaseTimeoutError": ".errors",
+    "FlagEvaluation": ".flags",
     "Health": ".entries",
     "InMemoryConfigStore": ".memory",
     "InMemoryTransaction": ".memory",
@@ -137,6 +139,7 @@ __all__ = [
     "DatabaseConnectionError",
     "DatabaseSettings",
     "DatabaseTimeoutError",
+    "FlagEvaluation",
     "Health",
     "InMemoryConfigStore",
     "InMemoryTransaction",

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     # Imported where used: every process imports the library, few run migrations,
     # so the runner is not loaded with it.
     from . import migrations
+    from .flags import FlagEvaluation
 
 __all__ = ["ConfigDAL", "ConfigTransaction"]
 
@@ -132,6 +133,28 @@ class _Operations:
         """The value of ``key``; when absent, ``default`` if given, else its registered
         default (see :meth:`register_defaults`), else None."""
         return self._run(ops.get, key, default)
+
+    def evaluate(
+        self, flag: str, context: Mapping[str, Any] | None = None, default: Any = None
+    ) -> FlagEvaluation:
+        """Evaluate the feature flag ``flag`` (a ``data_type="flag"`` key) for ``context``.
+
+        ``context`` holds the ``targetingKey`` (who is asking: what a rollout buckets
+        on) and the attributes the rules test. The answer carries the value, the
+        variant, the reason (static, targeting match, split, default, disabled,
+        error) and the flag's version; ``default`` when the flag is disabled,
+        absent or invalid, or when ``default`` is not of the flag's type. Read as
+        :meth:`get_entry` reads (a cached store answers from memory), evaluated
+        in this process (:mod:`amira_data_access.flags`).
+        """
+        from .flags._store import check_context, evaluate_entry
+
+        context = check_context(context)
+        return evaluate_entry(flag, self.get_entry(flag), context, default)
+
+    def is_enabled(self, flag: str, context: Mapping[str, Any] | None = None) -> bool:
+        """Whether the boolean flag ``flag`` is on for ``context`` (False if absent or off)."""
+        return self.evaluate(flag, context, False).value is True
 
     def get_entry(self, key: str) -> ConfigEntry | None:
         """The whole stored entry of ``key`` (value, type, version, audit fields), or None."""

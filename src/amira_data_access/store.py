@@ -29,6 +29,7 @@ from .entries import ConfigChange, ConfigEntry, ConfigItem, ConfigRevision, Heal
 from .feed.streams import ChangeStream, Subscription
 
 if TYPE_CHECKING:
+    from .flags import FlagEvaluation
     from .migrations import Migration, MigrationStatus
 
 __all__ = ["ConfigOperations", "ConfigStore"]
@@ -50,6 +51,12 @@ class ConfigOperations(Protocol):
     def get(self, key: str, default: Any = ...) -> Any: ...
 
     def get_entry(self, key: str) -> ConfigEntry | None: ...
+
+    def evaluate(
+        self, flag: str, context: Mapping[str, Any] | None = None, default: Any = None
+    ) -> FlagEvaluation: ...
+
+    def is_enabled(self, flag: str, context: Mapping[str, Any] | None = None) -> bool: ...
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]: ...
 

@@ -27,6 +27,7 @@ from .entries import ConfigChange, ConfigEntry, ConfigItem, ConfigRevision, Heal
 from .feed.streams import AsyncChangeStream, Subscription
 
 if TYPE_CHECKING:
+    from .flags import FlagEvaluation
     from .migrations import Migration, MigrationStatus
 
 __all__ = ["AsyncConfigOperations", "AsyncConfigStore"]
@@ -48,6 +49,12 @@ class AsyncConfigOperations(Protocol):
     async def get(self, key: str, default: Any = ...) -> Any: ...
 
     async def get_entry(self, key: str) -> ConfigEntry | None: ...
+
+    async def evaluate(
+        self, flag: str, context: Mapping[str, Any] | None = None, default: Any = None
+    ) -> FlagEvaluation: ...
+
+    async def is_enabled(self, flag: str, context: Mapping[str, Any] | None = None) -> bool: ...
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]: ...
 

