@@ -42,7 +42,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TextIO, cast
 
-from . import completion, embedded, history, keys, schema, transfer, watching
+from . import completion, embedded, flags, history, keys, schema, transfer, watching
 from .arguments import normalize
 from .context import (
     ALL_OUTPUTS,
@@ -94,7 +94,7 @@ examples:
 # Each topic module's add_commands, in the order their commands are listed in --help.
 TOPICS: Final[tuple[AddCommands, ...]] = tuple(
     topic.add_commands
-    for topic in (keys, history, transfer, schema, watching, embedded, completion)
+    for topic in (keys, history, transfer, schema, watching, flags, embedded, completion)
 )
 
 
