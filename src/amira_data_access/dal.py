@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     # so the runner is not loaded with it.
     from . import migrations
     from .flags import FlagEvaluation
+    from .flags._store import FlagCompiler
 
 __all__ = ["ConfigDAL", "ConfigTransaction"]
 
@@ -95,6 +96,7 @@ class _Operations:
     """
 
     _context: Context
+    _flag_compiler: FlagCompiler | None = None
 
     def _execute(self, step: Statement[Any]) -> Any:
         """Run one statement and return its rows (backend errors propagate)."""
@@ -147,10 +149,22 @@ class _Operations:
         :meth:`get_entry` reads (a cached store answers from memory), evaluated
         in this process (:mod:`amira_data_access.flags`).
         """
-        from .flags._store import check_context, evaluate_entry
+        if context is not None and not isinstance(context, Mapping):
+            raise InvalidConfigurationError(
+                "an evaluation context is a mapping (targetingKey and attributes), "
+                f"not {type(context).__name__}"
+            )
+        return self._flags().evaluate(flag, self.get_entry(flag), context, default)
 
-        context = check_context(context)
-        return evaluate_entry(flag, self.get_entry(flag), context, default)
+    def _flags(self) -> FlagCompiler:
+        """This store's compiled flags (made on the first evaluation)."""
+        compiler = self._flag_compiler
+        if compiler is None:
+            # Imported on the first evaluation: a service without flags never loads them.
+            from .flags._store import FlagCompiler
+
+            compiler = self._flag_compiler = FlagCompiler()
+        return compiler
 
     def is_enabled(self, flag: str, context: Mapping[str, Any] | None = None) -> bool:
         """Whether the boolean flag ``flag`` is on for ``context`` (False if absent or off)."""

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     # so the runner is not loaded with it.
     from . import migrations
     from .flags import FlagEvaluation
+    from .flags._store import FlagCompiler
 
 __all__ = ["AsyncConfigDAL", "AsyncConfigTransaction"]
 
@@ -93,6 +94,7 @@ class _Operations:
     """
 
     _context: Context
+    _flag_compiler: FlagCompiler | None = None
 
     async def _execute(self, step: Statement[Any]) -> Any:
         """Run one statement and return its rows (backend errors propagate)."""
@@ -145,10 +147,22 @@ class _Operations:
         :meth:`get_entry` reads (a cached store answers from memory), evaluated
         in this process (:mod:`amira_data_access.flags`).
         """
-        from .flags._store import check_context, evaluate_entry
+        if context is not None and not isinstance(context, Mapping):
+            raise InvalidConfigurationError(
+                "an evaluation context is a mapping (targetingKey and attributes), "
+                f"not {type(context).__name__}"
+            )
+        return self._flags().evaluate(flag, await self.get_entry(flag), context, default)
 
-        context = check_context(context)
-        return evaluate_entry(flag, await self.get_entry(flag), context, default)
+    def _flags(self) -> FlagCompiler:
+        """This store's compiled flags (made on the first evaluation)."""
+        compiler = self._flag_compiler
+        if compiler is None:
+            # Imported on the first evaluation: a service without flags never loads them.
+            from .flags._store import FlagCompiler
+
+            compiler = self._flag_compiler = FlagCompiler()
+        return compiler
 
     async def is_enabled(self, flag: str, context: Mapping[str, Any] | None = None) -> bool:
         """Whether the boolean flag ``flag`` is on for ``context`` (False if absent or off)."""

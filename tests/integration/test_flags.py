@@ -84,7 +84,7 @@ def test_the_table_knows_the_type_flag_and_no_other_new_one(conn: psycopg.Connec
 def test_a_raw_sql_flag_the_schema_refuses_evaluates_to_error_logged_once(
     dsn: str, conn: psycopg.Connection[Any], cached: bool
 ) -> None:
-    key = f"raw.flag.{int(cached)}"  # compiled flags are kept per key across stores
+    key = f"raw.flag.{int(cached)}"
     broken = {
         **GOOD,
         "rules": [{"if": [{"attribute": "a", "op": "like", "value": 1}], "variant": "on"}],

@@ -295,6 +295,49 @@ def test_invalid_documents_are_refused_saying_where(document: Any, message: str)
         to_flagd("f", document)
 
 
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["", "a", "in", "equals"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "op", "value", "values"]), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_CONDITION_LIKE = st.dictionaries(
+    st.sampled_from(["attribute", "op", "value", "values", "segment", "extra"]),
+    _JSON | st.sampled_from(["equals", "in", "not_in", "semver_gt", "lt", "x"]),
+    max_size=4,
+)
+
+
+@given(
+    _CONDITION_LIKE, st.sampled_from(["variants", "rollout", "enabled", "defaultVariant"]), _JSON
+)
+def test_the_compiled_schema_check_agrees_with_jsonschema(
+    condition: dict[str, Any], member: str, value: Any
+) -> None:
+    """fastjsonschema (the fast path) and jsonschema (the reference) give the same verdict."""
+    from amira_data_access.flags._evaluate import _fast_check, _passes, _validator
+
+    fast = _fast_check()
+    assert fast is not None
+    for document in (
+        flag(rules=[{"if": [condition], "variant": "on"}]),
+        flag(segments={"s": [condition]}),
+        flag(**{member: value}),
+    ):
+        assert _passes(fast, document) == _validator().is_valid(document), document
+
+
+@pytest.mark.parametrize(("document", "message"), INVALID)
+def test_the_compiled_schema_check_agrees_on_the_refusals(document: Any, message: str) -> None:
+    from amira_data_access.flags._evaluate import _fast_check, _passes, _validator
+
+    fast = _fast_check()
+    assert fast is not None
+    assert _passes(fast, document) == _validator().is_valid(document)
+
+
 def test_to_flagd_shapes() -> None:
     assert "targeting" not in to_flagd("f", flag())
     assert to_flagd("f", flag(enabled=False))["state"] == "DISABLED"

@@ -19,7 +19,12 @@ import struct
 from collections.abc import Sequence
 from typing import Final
 
-import mmh3
+try:
+    import mmh3
+except ImportError as missing:  # pragma: no cover - the dev extra installs it
+    raise ImportError(
+        "feature flags need the 'flags' extra: pip install 'amira-data-access[flags]'"
+    ) from missing
 
 __all__ = ["MAX_TOTAL_WEIGHT", "bucket_of", "cbor_text_pair", "key_prefix", "pick_weighted"]
 

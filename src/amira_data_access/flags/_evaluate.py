@@ -314,7 +314,38 @@ def _validator() -> Any:
     return Draft202012Validator(FLAG_SCHEMA)
 
 
+@cache
+def _fast_check() -> Callable[[object], object] | None:
+    """The schema compiled to Python by fastjsonschema (None: not installed).
+
+    A stored flag is checked again in every process at every new version, so the check
+    is on the change feed's path: jsonschema took 15 ms for a 10-rule flag, the
+    compiled check 2.8 ms (this 2-core machine, loaded). It answers valid or not;
+    jsonschema, the reference, still words the refusal. The schema uses only keywords
+    draft-07 has (fastjsonschema's newest), and tests/unit/test_flags_evaluator.py
+    checks that the two agree.
+    """
+    try:
+        import fastjsonschema
+    except ImportError:  # pragma: no cover - the flags extra installs it
+        return None
+    draft7 = {**FLAG_SCHEMA, "$schema": "http://json-schema.org/draft-07/schema#"}
+    check: Callable[[object], object] = fastjsonschema.compile(draft7)
+    return check
+
+
+def _passes(check: Callable[[object], object], document: object) -> bool:
+    try:
+        check(document)
+    except Exception:  # JsonSchemaValueException, or anything else: jsonschema decides
+        return False
+    return True
+
+
 def _schema_errors(document: object) -> str | None:
+    fast = _fast_check()
+    if fast is not None and _passes(fast, document):
+        return None
     error = next(iter(_validator().iter_errors(document)), None)
     if error is None:
         return None

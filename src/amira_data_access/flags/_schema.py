@@ -63,20 +63,20 @@ OPERATORS: Final = VALUE_OPERATORS + LIST_OPERATORS
 _NAME: Final[dict[str, Any]] = {"type": "string", "minLength": 1, "maxLength": 255}
 _SCALAR: Final[dict[str, Any]] = {"type": ["string", "number", "boolean"]}
 
+# Discriminated with if/then/else rather than oneOf: oneOf validates every branch of
+# every condition (and builds the errors of the failing ones); measured, a 10-rule flag
+# took 15 ms to check that way.
 _CONDITION: Final[dict[str, Any]] = {
-    "oneOf": [
-        {
-            "type": "object",
-            "properties": {
-                "attribute": _NAME,
-                "op": {"enum": list(VALUE_OPERATORS)},
-                "value": _SCALAR,
-            },
-            "required": ["attribute", "op", "value"],
-            "additionalProperties": False,
-        },
-        {
-            "type": "object",
+    "type": "object",
+    "if": {"required": ["segment"]},
+    "then": {
+        "properties": {"segment": _NAME},
+        "required": ["segment"],
+        "additionalProperties": False,
+    },
+    "else": {
+        "if": {"properties": {"op": {"enum": list(LIST_OPERATORS)}}, "required": ["op"]},
+        "then": {
             "properties": {
                 "attribute": _NAME,
                 "op": {"enum": list(LIST_OPERATORS)},
@@ -85,13 +85,16 @@ _CONDITION: Final[dict[str, Any]] = {
             "required": ["attribute", "op", "values"],
             "additionalProperties": False,
         },
-        {
-            "type": "object",
-            "properties": {"segment": _NAME},
-            "required": ["segment"],
+        "else": {
+            "properties": {
+                "attribute": _NAME,
+                "op": {"enum": list(VALUE_OPERATORS)},
+                "value": _SCALAR,
+            },
+            "required": ["attribute", "op", "value"],
             "additionalProperties": False,
         },
-    ]
+    },
 }
 
 _ROLLOUT: Final[dict[str, Any]] = {
@@ -126,7 +129,8 @@ FLAG_SCHEMA: Final[dict[str, Any]] = {
     "properties": {
         "enabled": {"type": "boolean"},
         "variants": {
-            "oneOf": [
+            # anyOf: the kinds exclude each other (non-empty), and anyOf stops at the first.
+            "anyOf": [
                 _variants_of({"type": "boolean"}),
                 _variants_of({"type": "string"}),
                 _variants_of({"type": "number"}),
