@@ -14,8 +14,9 @@
 
 -- name: list_history(key, before_version, limit)
 -- A key's changes, newest first, optionally only those older than :before_version.
+-- login: the database login that made the change (migrations/0008).
 SELECT revision, key, version, operation, value, data_type, description,
-       changed_by, changed_at, change_reason
+       changed_by, changed_at, change_reason, login
   FROM amira_config.configuration_history
  WHERE key = :key
    AND (:before_version::bigint IS NULL OR version < :before_version::bigint)

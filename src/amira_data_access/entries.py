@@ -56,6 +56,9 @@ class ConfigRevision:
     ``revision`` is shared by every change made in the same transaction, and
     given at its commit (in commit order, without gaps), when ``changed_at`` is
     too. For a ``delete``, ``value``/``data_type``/``description`` are what the key held.
+    ``changed_by`` is the actor the writer claimed; ``login`` the database login that
+    made the change (session_user, recorded by the database since migrations/0008; None
+    before it, and in the in-memory store, which has no logins).
     """
 
     key: str
@@ -68,11 +71,12 @@ class ConfigRevision:
     changed_by: str
     changed_at: datetime
     change_reason: str | None
+    login: str | None = None
 
 
 def revision_from_row(row: Sequence[Any]) -> ConfigRevision:
     """Build a :class:`ConfigRevision` from a row in the column order of queries/history.sql."""
-    revision, key, version, operation, value, data_type, description, by, at, reason = row
+    revision, key, version, operation, value, data_type, description, by, at, reason, login = row
     return ConfigRevision(
         key=key,
         version=version,
@@ -84,6 +88,7 @@ def revision_from_row(row: Sequence[Any]) -> ConfigRevision:
         changed_by=by,
         changed_at=at,
         change_reason=reason,
+        login=login,
     )
 
 

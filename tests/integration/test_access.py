@@ -172,6 +172,9 @@ def test_the_history_records_the_login_next_to_the_claimed_actor(dsn: str, login
             "SELECT changed_by, login FROM amira_config.configuration_history WHERE key = 'p.who'"
         ).fetchone()
     assert row == ("alice", role_of(as_writer))
+    with ConfigDAL(as_writer) as dal:
+        latest = dal.history("p.who")[0]
+    assert (latest.changed_by, latest.login) == ("alice", role_of(as_writer))
 
 
 def test_prune_removes_old_rows_but_keeps_the_newest(dsn: str, login: Login) -> None:
@@ -240,3 +243,42 @@ def test_a_role_without_scopes_is_not_restricted(dsn: str, login: Login) -> None
     ]
     assert audit.revoke_write_scope(dsn, "somebody_else", "p.chat.")
     assert not audit.revoke_write_scope(dsn, "somebody_else", "p.chat.")
+
+
+# -- what later migrations added (0009 secrets, 0010 schemas, 0012 flags) --------------------
+
+
+def test_schemas_are_an_admins_and_bind_every_writer(dsn: str, login: Login) -> None:
+    """An admin attaches a JSON Schema; a writer cannot, but its writes are checked by it
+    (it reads the schemas); a reader reads them."""
+    as_admin, as_writer, as_reader = login(ADMIN), login(WRITER), login(READER)
+    with ConfigDAL(as_admin) as admin:
+        admin.set_schema("p.n", {"type": "integer"}, updated_by="ops")
+    with ConfigDAL(as_writer) as writer:
+        writer.set("p.n", 3, updated_by="svc")
+        with pytest.raises(ValueError, match=r"p\.n"):
+            writer.set("p.n", "three", updated_by="svc")
+        with pytest.raises(PermissionDeniedError) as info:
+            writer.set_schema("p.m", {"type": "integer"}, updated_by="svc")
+    assert role_of(as_writer) in str(info.value)
+    with ConfigDAL(as_reader) as reader:
+        assert [s.target for s in reader.list_schemas()] == ["p.n"]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE amira_config.schema_history SET changed_by = 'x'",
+        "DELETE FROM amira_config.schema_history",
+        "TRUNCATE amira_config.schema_history",
+        "UPDATE amira_config.schema_revision SET revision = 0",
+    ],
+)
+def test_the_schema_history_is_append_only(dsn: str, login: Login, statement: str) -> None:
+    """Under GRANT ALL too (0014): only the triggers of 0010 write it."""
+    with ConfigDAL(dsn) as owner:
+        owner.set_schema("p.n", {"type": "integer"}, updated_by="ops")
+    with psycopg.connect(login(grant_all=True)) as conn, pytest.raises(psycopg.Error):
+        conn.execute(statement)
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM amira_config.schema_history").fetchone() == (1,)

@@ -64,6 +64,7 @@ def test_history_prune_purges_versions_and_the_chain_still_verifies(cli: CLI, ds
     assert "pruned 2" in run.stdout
     history = cli("history", "c.a", "-o", "json").json()
     assert [r["version"] for r in history] == [3]
+    assert history[0]["login"]  # the test server's login (changed_by is "t")
     verify = cli("audit", "verify", "-o", "json").json()
     assert (verify["ok"], verify["rows"], verify["stubs"]) == (True, 2, 2)
     exported = [json.loads(line) for line in cli("audit", "export").stdout.splitlines()]

@@ -306,6 +306,7 @@ def _revision(key: str, change: _Change) -> RevisionRow:
         change.changed_by,
         change.changed_at,
         change.change_reason,
+        None,  # login: no database logins here
     )
 
 

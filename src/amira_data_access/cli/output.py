@@ -222,6 +222,7 @@ def revision_to_json(revision: ConfigRevision) -> dict[str, Any]:
         "data_type": revision.data_type,
         "description": revision.description,
         "changed_by": revision.changed_by,
+        "login": revision.login,  # the database login beside the claimed actor (0008)
         "changed_at": iso(revision.changed_at, precise=True),
         "change_reason": revision.change_reason,
         "rollback_to": rolled_back_to(revision.change_reason),

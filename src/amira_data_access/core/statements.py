@@ -53,7 +53,7 @@ EntryRow = tuple[str, Any, str, str | None, int, datetime, datetime, str]
 AppliedEntryRow = tuple[bool, str, Any, str, str | None, int, datetime, datetime, str]
 KeyValueRow = tuple[str, Any, str]
 DeletedKeyRow = tuple[str, bool]
-RevisionRow = tuple[int, str, int, str, Any, str, str | None, str, datetime, str | None]
+RevisionRow = tuple[int, str, int, str, Any, str, str | None, str, datetime, str | None, str | None]
 # queries/schemas.sql: (target, kind, schema, description, version, updated_by, updated_at),
 # and list_schemas's rows, the revision first (a schema's fields None when there is none).
 SchemaRow = tuple[str, str, Any, str | None, int, str, datetime]
