@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .entries import ConfigChange, ConfigEntry, ConfigItem, ConfigRevision, Health
     from .errors import (
         AuthenticationError,
+        ChangeFeedUnavailableError,
         ConcurrentModificationError,
         ConfigurationAccessError,
         ConflictError,
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
         MigrationError,
         OutcomeUnknownError,
         PermissionDeniedError,
+        ReadOnlyServerError,
         SchemaNotReadyError,
+        SecretUnavailableError,
         UnexpectedCountError,
         UnreadableValueError,
     )
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
     from .logging import configure_logging
     from .memory import InMemoryConfigStore, InMemoryTransaction
     from .memory_async import AsyncInMemoryConfigStore, AsyncInMemoryTransaction
+    from .secrets import Keyring, SealedSecret, rotate_secrets
     from .settings import DatabaseSettings
     from .store import ConfigOperations, ConfigStore
     from .store_async import AsyncConfigOperations, AsyncConfigStore
@@ -58,6 +62,8 @@ _EXPORTS: dict[str, str] = {
     "AuthenticationError": ".errors",
     "CachedConfigDAL": ".feed.cache",
     "ChangeStream": ".feed.streams",
+    "ChangeFeedUnavailableError": ".errors",
+    "ReadOnlyServerError": ".errors",
     "ConcurrentModificationError": ".errors",
     "ConfigChange": ".entries",
     "ConfigDAL": ".dal",
@@ -91,6 +97,11 @@ _EXPORTS: dict[str, str] = {
     "UnreadableValueError": ".errors",
     "ValueLimits": ".codec",
     "configure_logging": ".logging",
+    # secrets (data_type "secret"): the keyring, the sealed value, rotation, the error
+    "Keyring": ".secrets",
+    "SealedSecret": ".secrets",
+    "SecretUnavailableError": ".errors",
+    "rotate_secrets": ".secrets",
 }
 
 
@@ -123,6 +134,7 @@ __all__ = [
     "AsyncInMemoryTransaction",
     "AuthenticationError",
     "CachedConfigDAL",
+    "ChangeFeedUnavailableError",
     "ChangeStream",
     "ConcurrentModificationError",
     "ConfigChange",
@@ -144,18 +156,23 @@ __all__ = [
     "InMemoryConfigStore",
     "InMemoryTransaction",
     "InvalidConfigurationError",
+    "Keyring",
     "MemoryDatabase",
     "MigrationError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "ReadOnlyServerError",
     "RetryPolicy",
     "SchemaNotReadyError",
+    "SealedSecret",
+    "SecretUnavailableError",
     "Subscription",
     "Timeouts",
     "UnexpectedCountError",
     "UnreadableValueError",
     "ValueLimits",
     "configure_logging",
+    "rotate_secrets",
 ]
 
 __version__ = "0.1.0"
