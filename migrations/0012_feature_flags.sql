@@ -8,8 +8,9 @@
 -- can tell (an unknown operator, a variant a rule names but nobody defined) a store
 -- reading such a row evaluates to the caller's default with reason ERROR.
 --
--- configurations_data_type_known is redefined with 'flag' added to the list 0009 left
--- ('secret' included): a migration adding another data type must list 'flag' too.
+-- configurations_data_type_known is redefined with 'flag' in its list: a migration
+-- adding another data type must list 'flag' too (and this one, the types before it:
+-- 'secret' from 0009).
 -- Both are NOT VALID, as in 0007, so the migration does not scan the table under its
 -- lock: every existing row already passed the old, narrower type list, and no row
 -- had the type 'flag' before this migration; every write from now on is checked.

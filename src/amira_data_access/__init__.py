@@ -41,13 +41,20 @@ if TYPE_CHECKING:
     from .feed.cache_async import AsyncCachedConfigDAL
     from .feed.streams import AsyncChangeStream, ChangeStream, Subscription
     from .flags import FlagEvaluation
+    from .live import LiveSettings
+    from .live_async import AsyncLiveSettings
+    from .live_model import SettingsValidationError, validate_or_exit
     from .logging import configure_logging
     from .memory import InMemoryConfigStore, InMemoryTransaction
     from .memory_async import AsyncInMemoryConfigStore, AsyncInMemoryTransaction
+
+    # JSON Schemas, typed reads (issue 16)
+    from .schemas import SchemaEntry, SchemaViolation, SchemaViolationError
     from .secrets import Keyring, SealedSecret, rotate_secrets
     from .settings import DatabaseSettings
     from .store import ConfigOperations, ConfigStore
     from .store_async import AsyncConfigOperations, AsyncConfigStore
+    from .typed import MissingConfigurationError, WrongTypeError
 
 # Which module each public name lives in.
 _EXPORTS: dict[str, str] = {
@@ -102,6 +109,16 @@ _EXPORTS: dict[str, str] = {
     "SealedSecret": ".secrets",
     "SecretUnavailableError": ".errors",
     "rotate_secrets": ".secrets",
+    # JSON Schemas, typed reads (issue 16)
+    "MissingConfigurationError": ".typed",
+    "SchemaEntry": ".schemas",
+    "SchemaViolation": ".schemas",
+    "SchemaViolationError": ".schemas",
+    "WrongTypeError": ".typed",
+    "AsyncLiveSettings": ".live_async",
+    "LiveSettings": ".live",
+    "SettingsValidationError": ".live_model",
+    "validate_or_exit": ".live_model",
 }
 
 
@@ -173,6 +190,18 @@ __all__ = [
     "ValueLimits",
     "configure_logging",
     "rotate_secrets",
+]
+# JSON Schemas, typed reads (issue 16)
+__all__ += [
+    "AsyncLiveSettings",
+    "LiveSettings",
+    "MissingConfigurationError",
+    "SchemaEntry",
+    "SchemaViolation",
+    "SchemaViolationError",
+    "SettingsValidationError",
+    "WrongTypeError",
+    "validate_or_exit",
 ]
 
 __version__ = "0.1.0"

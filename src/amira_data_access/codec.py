@@ -76,8 +76,8 @@ __all__ = [
     "value_limits",
 ]
 
-# "secret": a str sealed by amira_data_access.secrets before it is sent (migrations/0009);
-# "flag": a feature flag document checked against amira_data_access.flags (migrations/0012).
+# "secret": a str sealed by amira_data_access.secrets before it is sent (migrations/0009).
+# "flag": a feature flag document checked against the flag schema (migrations/0012).
 DataType = Literal["str", "int", "float", "bool", "json", "secret", "flag"]
 DATA_TYPES: Final[tuple[DataType, ...]] = get_args(DataType)
 

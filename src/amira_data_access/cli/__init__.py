@@ -42,7 +42,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TextIO, cast
 
-from . import audit, completion, embedded, flags, history, keys, schema, transfer, watching
+from . import audit, completion, embedded, flags, history, keys, schema, schemas, transfer, watching
 from . import secrets as secret_keys
 from .arguments import normalize
 from .context import (
@@ -100,9 +100,10 @@ TOPICS: Final[tuple[AddCommands, ...]] = tuple(
         history,
         transfer,
         schema,
+        schemas,
         watching,
-        secret_keys,
         flags,
+        secret_keys,
         audit,
         embedded,
         completion,

@@ -45,6 +45,7 @@ from ..errors import (
     translate,
 )
 from ..logging import get_logger, is_enabled
+from ..schemas import SchemaRegistry
 from ..secrets import Keyring, SealedSecret
 from .retry import NO_RETRY, RetryPolicy
 from .statements import Statement, Statements, statement
@@ -110,6 +111,8 @@ class Context:
     observer: WriteObserver | None = None
     limits: ValueLimits = DEFAULT_LIMITS  # how large and deep a value written may be
     keyring: Keyring | None = None  # seals and opens data_type "secret" (None: cannot)
+    # The JSON Schemas writes are checked against; shared with derived contexts.
+    schemas: SchemaRegistry = field(default_factory=SchemaRegistry)
 
     def operation(self, name: str, key: str | None = None, *, level: str = "debug") -> Operation:
         """The one log event (and error translation) of a call: ``with ctx.operation(…) as op``."""
