@@ -93,6 +93,7 @@ PAIRS: tuple[Pair, ...] = (
 # Async name -> sync name. Exact whole identifiers in code; whole words in comments/strings.
 NAMES: dict[str, str] = {
     "AsyncConfigDAL": "ConfigDAL",
+    "identify_async": "identify",  # backends/pooler.py (scale)
     "AsyncConfigTransaction": "ConfigTransaction",
     "AsyncCachedConfigDAL": "CachedConfigDAL",
     "AsyncCachedTransaction": "CachedTransaction",

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .entries import ConfigChange, ConfigEntry, ConfigItem, ConfigRevision, Health
     from .errors import (
         AuthenticationError,
+        ChangeFeedUnavailableError,
         ConcurrentModificationError,
         ConfigurationAccessError,
         ConflictError,
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
         MigrationError,
         OutcomeUnknownError,
         PermissionDeniedError,
+        ReadOnlyServerError,
         SchemaNotReadyError,
+        SecretUnavailableError,
         UnexpectedCountError,
         UnreadableValueError,
     )
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
 
     # JSON Schemas, typed reads (issue 16)
     from .schemas import SchemaEntry, SchemaViolation, SchemaViolationError
+    from .secrets import Keyring, SealedSecret, rotate_secrets
     from .settings import DatabaseSettings
     from .store import ConfigOperations, ConfigStore
     from .store_async import AsyncConfigOperations, AsyncConfigStore
@@ -64,6 +68,8 @@ _EXPORTS: dict[str, str] = {
     "AuthenticationError": ".errors",
     "CachedConfigDAL": ".feed.cache",
     "ChangeStream": ".feed.streams",
+    "ChangeFeedUnavailableError": ".errors",
+    "ReadOnlyServerError": ".errors",
     "ConcurrentModificationError": ".errors",
     "ConfigChange": ".entries",
     "ConfigDAL": ".dal",
@@ -96,6 +102,11 @@ _EXPORTS: dict[str, str] = {
     "UnreadableValueError": ".errors",
     "ValueLimits": ".codec",
     "configure_logging": ".logging",
+    # secrets (data_type "secret"): the keyring, the sealed value, rotation, the error
+    "Keyring": ".secrets",
+    "SealedSecret": ".secrets",
+    "SecretUnavailableError": ".errors",
+    "rotate_secrets": ".secrets",
     # JSON Schemas, typed reads (issue 16)
     "MissingConfigurationError": ".typed",
     "SchemaEntry": ".schemas",
@@ -138,6 +149,7 @@ __all__ = [
     "AsyncInMemoryTransaction",
     "AuthenticationError",
     "CachedConfigDAL",
+    "ChangeFeedUnavailableError",
     "ChangeStream",
     "ConcurrentModificationError",
     "ConfigChange",
@@ -158,18 +170,23 @@ __all__ = [
     "InMemoryConfigStore",
     "InMemoryTransaction",
     "InvalidConfigurationError",
+    "Keyring",
     "MemoryDatabase",
     "MigrationError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "ReadOnlyServerError",
     "RetryPolicy",
     "SchemaNotReadyError",
+    "SealedSecret",
+    "SecretUnavailableError",
     "Subscription",
     "Timeouts",
     "UnexpectedCountError",
     "UnreadableValueError",
     "ValueLimits",
     "configure_logging",
+    "rotate_secrets",
 ]
 # JSON Schemas, typed reads (issue 16)
 __all__ += [

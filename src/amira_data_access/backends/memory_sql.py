@@ -55,6 +55,7 @@ from ..core.statements import (
 from ..entries import ConfigChange
 from ..errors import ServerRefusal
 from ..feed.local import LocalFeed
+from ..secrets import is_envelope_document, is_secret
 
 __all__ = ["Clock", "MemoryDatabase", "Session", "TwinStatements"]
 
@@ -229,6 +230,8 @@ def _check_constraints(key: str, text: str, data_type: str) -> None:
         raise _violates("configurations_key_grammar")
     if not unicodedata.is_normalized("NFC", key):
         raise _violates("configurations_key_nfc")
+    if not _sealed(text, data_type):
+        raise _violates("configurations_secret_sealed")
     size, depth = _printed_measure(text)
     if depth > TABLE_LIMITS.max_depth:
         raise _violates("configurations_value_depth")
@@ -250,6 +253,11 @@ def _matches_type(text: str, data_type: str) -> bool:
     if data_type == "bool":
         return isinstance(value, bool)
     return True
+
+
+def _sealed(text: str, data_type: str) -> bool:
+    """The CHECK constraint configurations_secret_sealed (migrations/0009), on the JSON text."""
+    return not is_secret(data_type) or is_envelope_document(json.loads(text))
 
 
 def _entry(key: str, row: _Row) -> EntryRow:

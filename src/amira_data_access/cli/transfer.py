@@ -305,7 +305,9 @@ def cmd_import(ctx: Context) -> Outcome:
             for plan in changes:
                 tx.set(
                     plan.item.key,
-                    plan.after["value"],
+                    # The item's own value: for a secret its SealedSecret (after holds the
+                    # envelope's document, for the diff).
+                    plan.item.value if plan.data_type == "secret" else plan.after["value"],
                     data_type=plan.data_type,
                     description=plan.item.description,
                     updated_by=who,

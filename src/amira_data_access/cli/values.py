@@ -65,7 +65,7 @@ def parse_value(text: str, data_type: str) -> Any:
 
     if data_type not in DATA_TYPES:
         raise UsageError(f"unknown type {data_type!r}: choose from {', '.join(DATA_TYPES)}")
-    if data_type == "str":
+    if data_type in ("str", "secret"):  # a secret is text, sealed by the store
         return text
     try:
         return json.loads(text, parse_constant=_refuse_constant)
@@ -169,7 +169,13 @@ def _parse_entry(key: object, fields: object) -> ImportEntry:
     data_type = fields.get("data_type")
     if data_type is not None and data_type not in DATA_TYPES:
         raise UsageError(f"data_type {data_type!r} is not one of {', '.join(DATA_TYPES)}")
-    prepared = prepare_value(fields["value"], data_type)  # the library's own checks
+    value = fields["value"]
+    if data_type == "secret":
+        # What export wrote: the sealed envelope, imported as is (bound to its key).
+        from ..secrets import sealed_from_document
+
+        value = sealed_from_document(value, checked_key)
+    prepared = prepare_value(value, data_type)  # the library's own checks
     schema = fields.get("schema")
     if schema is not None:
         from ..schemas import check_schema_document

@@ -92,7 +92,7 @@ def get(ctx: Context, key: str, default: Any) -> Steps[Any]:
             op.outcome = "miss"
             return ctx.defaults.get(key) if default is UNSET else default
         op.outcome = "hit"
-        return _read_one(op, lambda: decode_value(row[0], row[1], key))
+        return ctx.reveal(key, _read_one(op, lambda: decode_value(row[0], row[1], key)))
 
 
 def get_entry(ctx: Context, key: str) -> Steps[ConfigEntry | None]:
@@ -113,7 +113,7 @@ def get_many(ctx: Context, keys: Iterable[str]) -> Steps[dict[str, Any]]:
             _read_all(op, rows, lambda row: (row[0], decode_value(row[1], row[2], row[0])), dict)
         )
         op.note(requested=len(wanted), found=len(found))
-        return found
+        return {key: ctx.reveal(key, value) for key, value in found.items()}
 
 
 def get_entries(ctx: Context, keys: Iterable[str]) -> Steps[dict[str, ConfigEntry]]:
@@ -164,7 +164,7 @@ def get_at(ctx: Context, key: str, when: datetime) -> Steps[Any]:
             op.outcome = "absent"
             return None
         op.outcome = "hit"
-        return _read_one(op, lambda: decode_value(row[1], row[2], key))
+        return ctx.reveal(key, _read_one(op, lambda: decode_value(row[1], row[2], key)))
 
 
 def snapshot_at(ctx: Context, when: datetime, prefix: str) -> Steps[dict[str, Any]]:
@@ -177,7 +177,7 @@ def snapshot_at(ctx: Context, when: datetime, prefix: str) -> Steps[dict[str, An
             _read_all(op, rows, lambda row: (row[0], decode_value(row[1], row[2], row[0])), dict)
         )
         op.note(count=len(snapshot))
-        return snapshot
+        return {key: ctx.reveal(key, value) for key, value in snapshot.items()}
 
 
 # -- writes ----------------------------------------------------------------------------
@@ -203,6 +203,7 @@ def set_value(
             description=description,
             updated_by=updated_by,
             limits=ctx.limits,
+            keyring=ctx.keyring,
         )
         params["reason"] = validate_reason(reason)
         if expected_version is not None:
@@ -265,6 +266,7 @@ def set_default(
             description=description,
             updated_by=updated_by,
             limits=ctx.limits,
+            keyring=ctx.keyring,
         )
         params["data_type"] = params.pop("inferred_type")
         params["reason"] = None
@@ -304,6 +306,7 @@ def set_many(
                 description=item.description,
                 updated_by=updated_by,
                 limits=ctx.limits,
+                keyring=ctx.keyring,
             )
             for item in batch
         ]

@@ -49,9 +49,15 @@ from ..core.retry import NO_RETRY
 from ..core.running import UNSET, Context
 from ..dal import ConfigDAL, ConfigTransaction
 from ..entries import ConfigChange, ConfigEntry, Health
-from ..errors import ConfigurationAccessError, DatabaseConnectionError, InvalidConfigurationError
+from ..errors import (
+    ChangeFeedUnavailableError,
+    ConfigurationAccessError,
+    DatabaseConnectionError,
+    InvalidConfigurationError,
+)
 from ..logging import get_logger
 from .cache_state import ABSENT, FORGET, MISS, ConfigCache
+from .listener import ChangeFeed
 from .snapshot import Snapshot, SnapshotError, load_snapshot, snapshot_from_rows, write_snapshot
 from .streams import Subscription
 
@@ -100,6 +106,10 @@ class CachedConfigDAL(ConfigDAL):
     """
 
     def __init__(self, dsn: str, *, snapshot: str | Path | None = None, **options: Any) -> None:
+        # A cache serving from memory needs no pooled connection sitting idle: in a
+        # fleet each one is a server connection (issue 19: 50 processes needed 101).
+        options.setdefault("min_size", 0)
+        options.setdefault("max_idle", 60.0)
         super().__init__(dsn, **options)
         self._cache = ConfigCache()
         self._context.observer = _CacheWrites(self._cache)
@@ -141,11 +151,28 @@ class CachedConfigDAL(ConfigDAL):
             # that nobody will announce again: drop them when it first syncs, and
             # drop what other callers filled before this subscription existed.
             feed.on_first_sync(self._cache.reset)
+            if isinstance(feed, ChangeFeed):
+                # Re-read changed keys the cache holds in one query per change set, on
+                # the listener's connection, instead of one miss per key afterwards.
+                feed.refresh_keys = self._cache.cached_keys
+                feed.refreshed = self._refreshed
             self._subscription = feed.subscribe(self._cache.changed)
             self._cache.reset()
         # Serve from cache as soon as the feed is live; until then reads go to
         # the database, so not waiting long here is safe.
-        in_thread(feed.wait_connected, _FEED_WAIT_SECONDS)
+        try:
+            in_thread(feed.wait_connected, _FEED_WAIT_SECONDS)
+        except ChangeFeedUnavailableError:
+            # A cache that can never be fresh is a misconfiguration (a standby, a
+            # transaction pooler: see listen_dsn): fail, releasing the pool, since
+            # ``with`` will not call close() when open() raises.
+            self.close()
+            raise
+
+    def _refreshed(self, entries: dict[str, ConfigEntry | None]) -> None:
+        """Entries the feed read back after a change (on its thread): keep the new ones."""
+        for key, entry in entries.items():
+            self._cache.written(key, FORGET if entry is None else entry)
 
     # -- the last-known-good snapshot -------------------------------------------------
 
@@ -224,7 +251,8 @@ class CachedConfigDAL(ConfigDAL):
             if value is ABSENT:
                 return self._default_for(key, default)
             if value is not MISS:
-                return value
+                # The cache holds a secret's envelope only: it is opened at each read.
+                return self._context.reveal(key, value)
         try:
             entry = self._read_entry(key)
         except DatabaseConnectionError as exc:  # unreachable, and the key was never cached
@@ -232,7 +260,9 @@ class CachedConfigDAL(ConfigDAL):
                 raise
             self._warn_stale(key, exc)
             return self._default_for(key, default)
-        return self._default_for(key, default) if entry is None else entry.value
+        if entry is None:
+            return self._default_for(key, default)
+        return self._context.reveal(key, entry.value)
 
     def list(self, prefix: str = "", *, after: str | None = None, limit: int = 100) -> _EntryList:
         """The DAL's ``list``; from the snapshot while the database cannot be reached."""
@@ -277,7 +307,7 @@ class CachedConfigDAL(ConfigDAL):
                 found[key] = value
         if missing:
             found.update(self._read_many(missing))
-        return {key: found[key] for key in wanted if key in found}
+        return {key: self._context.reveal(key, found[key]) for key in wanted if key in found}
 
     def _read_entry(self, key: str) -> ConfigEntry | None:
         """Read through to the database and fill the cache; stale cached entry if unreachable."""
