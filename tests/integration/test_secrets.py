@@ -58,17 +58,18 @@ def _found(text: str) -> list[str]:
     return [plaintext for plaintext in PLAINTEXTS if plaintext in text]
 
 
-def _pg_dump(pg_server: TestServer, dsn: str) -> str:
-    """The database as ``pg_dump`` writes it (a backup), with the server's own binaries."""
+def _client(pg_server: TestServer, name: str, *args: str) -> str:
+    """What a PostgreSQL client program (``pg_dump``, ``psql``) prints, preferring the
+    server's own binaries (pg_dump refuses a server newer than itself)."""
     program: Any = None
     if pg_server.local is not None:
-        program = pg_server.local.binaries.program("pg_dump")
+        program = pg_server.local.binaries.program(name)
     if program is None or not os.path.exists(program):
-        program = shutil.which("pg_dump")
+        program = shutil.which(name)
     if program is None:
-        pytest.fail("no pg_dump to check a backup with")
+        pytest.fail(f"no {name} to look at the database with")
     done = subprocess.run(
-        [str(program), "--dbname", dsn, "--no-owner"],
+        [str(program), *args],
         capture_output=True,
         text=True,
         check=False,
@@ -103,13 +104,21 @@ def test_a_dba_sees_no_plaintext_anywhere(
         ).fetchone()
     assert table is not None
     assert history is not None
-    dump = _pg_dump(pg_server, dsn)
+    dump = _client(pg_server, "pg_dump", "--dbname", dsn, "--no-owner")
+    psql = _client(
+        pg_server,
+        "psql",
+        "--dbname", dsn, "--no-psqlrc", "--no-align", "--tuples-only",
+        "--command", "TABLE amira_config.configurations",
+        "--command", "TABLE amira_config.configuration_history",
+    )  # fmt: skip
     outputs = {"table": table[0], "history": history[0], "notify": "\n".join(payloads),
-               "pg_dump": dump}  # fmt: skip
+               "pg_dump": dump, "psql": psql}  # fmt: skip
     assert {name: _found(text) for name, text in outputs.items()} == {name: [] for name in outputs}
     # What is there is the envelope, under its key id.
     assert '"kid": "k1"' in table[0] or '"kid":"k1"' in table[0]
     assert "svc.api_key" in dump
+    assert psql.count("svc.api_key") == 4  # the entry and its 3 history rows, sealed
 
 
 def test_raw_sql_cannot_store_a_plaintext_secret(dsn: str) -> None:
