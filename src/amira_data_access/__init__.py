@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .entries import ConfigChange, ConfigEntry, ConfigItem, ConfigRevision, Health
     from .errors import (
         AuthenticationError,
+        ChangeFeedUnavailableError,
         ConcurrentModificationError,
         ConfigurationAccessError,
         ConflictError,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
         MigrationError,
         OutcomeUnknownError,
         PermissionDeniedError,
+        ReadOnlyServerError,
         SchemaNotReadyError,
         SecretUnavailableError,
         UnexpectedCountError,
@@ -38,13 +40,20 @@ if TYPE_CHECKING:
     from .feed.cache import CachedConfigDAL
     from .feed.cache_async import AsyncCachedConfigDAL
     from .feed.streams import AsyncChangeStream, ChangeStream, Subscription
+    from .live import LiveSettings
+    from .live_async import AsyncLiveSettings
+    from .live_model import SettingsValidationError, validate_or_exit
     from .logging import configure_logging
     from .memory import InMemoryConfigStore, InMemoryTransaction
     from .memory_async import AsyncInMemoryConfigStore, AsyncInMemoryTransaction
+
+    # JSON Schemas, typed reads (issue 16)
+    from .schemas import SchemaEntry, SchemaViolation, SchemaViolationError
     from .secrets import Keyring, SealedSecret, rotate_secrets
     from .settings import DatabaseSettings
     from .store import ConfigOperations, ConfigStore
     from .store_async import AsyncConfigOperations, AsyncConfigStore
+    from .typed import MissingConfigurationError, WrongTypeError
 
 # Which module each public name lives in.
 _EXPORTS: dict[str, str] = {
@@ -59,6 +68,8 @@ _EXPORTS: dict[str, str] = {
     "AuthenticationError": ".errors",
     "CachedConfigDAL": ".feed.cache",
     "ChangeStream": ".feed.streams",
+    "ChangeFeedUnavailableError": ".errors",
+    "ReadOnlyServerError": ".errors",
     "ConcurrentModificationError": ".errors",
     "ConfigChange": ".entries",
     "ConfigDAL": ".dal",
@@ -96,6 +107,16 @@ _EXPORTS: dict[str, str] = {
     "SealedSecret": ".secrets",
     "SecretUnavailableError": ".errors",
     "rotate_secrets": ".secrets",
+    # JSON Schemas, typed reads (issue 16)
+    "MissingConfigurationError": ".typed",
+    "SchemaEntry": ".schemas",
+    "SchemaViolation": ".schemas",
+    "SchemaViolationError": ".schemas",
+    "WrongTypeError": ".typed",
+    "AsyncLiveSettings": ".live_async",
+    "LiveSettings": ".live",
+    "SettingsValidationError": ".live_model",
+    "validate_or_exit": ".live_model",
 }
 
 
@@ -128,6 +149,7 @@ __all__ = [
     "AsyncInMemoryTransaction",
     "AuthenticationError",
     "CachedConfigDAL",
+    "ChangeFeedUnavailableError",
     "ChangeStream",
     "ConcurrentModificationError",
     "ConfigChange",
@@ -153,6 +175,7 @@ __all__ = [
     "MigrationError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "ReadOnlyServerError",
     "RetryPolicy",
     "SchemaNotReadyError",
     "SealedSecret",
@@ -164,6 +187,18 @@ __all__ = [
     "ValueLimits",
     "configure_logging",
     "rotate_secrets",
+]
+# JSON Schemas, typed reads (issue 16)
+__all__ += [
+    "AsyncLiveSettings",
+    "LiveSettings",
+    "MissingConfigurationError",
+    "SchemaEntry",
+    "SchemaViolation",
+    "SchemaViolationError",
+    "SettingsValidationError",
+    "WrongTypeError",
+    "validate_or_exit",
 ]
 
 __version__ = "0.1.0"

@@ -22,6 +22,8 @@ Hierarchy::
     │   ├── ConcurrentModificationError    a key's version
     │   └── UnexpectedCountError           how many keys a bulk delete found
     ├── SchemaNotReadyError            the tables do not exist: run the migrations
+    ├── ReadOnlyServerError            a write sent to a standby (25006): use the primary
+    ├── ChangeFeedUnavailableError     the feed cannot work there (standby, transaction pooler)
     └── MigrationError                 a migration failed or the files disagree
 """
 
@@ -37,6 +39,7 @@ import psycopg_pool
 __all__ = [
     "BACKEND_ERRORS",
     "AuthenticationError",
+    "ChangeFeedUnavailableError",
     "ConcurrentModificationError",
     "ConfigurationAccessError",
     "ConflictError",
@@ -47,11 +50,13 @@ __all__ = [
     "MigrationError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "ReadOnlyServerError",
     "SchemaNotReadyError",
     "SecretUnavailableError",
     "ServerRefusal",
     "UnexpectedCountError",
     "UnreadableValueError",
+    "note_refused_login",
     "scrub",
     "server_refused_the_session",
     "translate",
@@ -82,7 +87,17 @@ class DatabaseTimeoutError(ConfigurationAccessError):
 
 
 class PermissionDeniedError(ConfigurationAccessError):
-    """The database login lacks the privilege this operation needs."""
+    """The database login lacks the privilege this operation needs.
+
+    ``key`` is the key the operation was about (None: several, or none) and
+    ``role`` the database login that was refused (None: not known, e.g. the
+    in-memory store); both are in the message too.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, role: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.role = role
 
 
 class InvalidConfigurationError(ConfigurationAccessError, ValueError):
@@ -154,6 +169,15 @@ class SchemaNotReadyError(ConfigurationAccessError):
     """The configuration tables do not exist yet: run the migrations."""
 
 
+class ReadOnlyServerError(ConfigurationAccessError):
+    """A write reached a read-only server (a hot standby, 25006): send writes to the primary."""
+
+
+class ChangeFeedUnavailableError(ConfigurationAccessError):
+    """The change feed refuses a server it cannot work on: a standby (no LISTEN during
+    recovery) or a transaction-mode pooler (notifications never reach the listener)."""
+
+
 class MigrationError(ConfigurationAccessError):
     """A migration could not be applied, or the history disagrees with the files."""
 
@@ -204,6 +228,7 @@ _TIMEOUT_CODES: Final = {
     "25P03",  # idle_in_transaction_session_timeout
 }
 _PERMISSION_DENIED: Final = "42501"  # insufficient_privilege
+_READ_ONLY: Final = "25006"  # read_only_sql_transaction: a write on a hot standby
 
 _AUTHENTICATION_REFUSED: Final = re.compile(
     r"password authentication failed|no pg_hba\.conf entry|authentication failed for user"
@@ -263,6 +288,17 @@ def server_refused_the_session(message: str) -> bool:
     return bool(_AUTHENTICATION_REFUSED.search(message) or _DATABASE_MISSING.search(message))
 
 
+# Set on a refused (42501) psycopg error by the store that ran the statement: the
+# server's "permission denied for table …" does not say which login it refused.
+_REFUSED_LOGIN: Final = "_amira_refused_login"
+
+
+def note_refused_login(exc: BaseException, login: str | None) -> None:
+    """Remember on a refused statement's error which database login ran it (for translate)."""
+    if getattr(exc, "sqlstate", None) == _PERMISSION_DENIED and login:
+        setattr(exc, _REFUSED_LOGIN, login)
+
+
 def _constraint_name(exc: BaseException) -> str | None:
     if isinstance(exc, ServerRefusal):
         return exc.constraint_name
@@ -311,8 +347,17 @@ def translate(
         )
     if sqlstate in _TIMEOUT_CODES:
         return DatabaseTimeoutError(f"{subject} ran out of time: {detail}")
+    if sqlstate == _READ_ONLY:
+        return ReadOnlyServerError(
+            f"{subject}: the server is read-only (a standby): writes must go to the primary "
+            f"(ConfigDAL's dsn; replicas are for read_dsn): {detail}"
+        )
     if sqlstate == _PERMISSION_DENIED:
-        return PermissionDeniedError(f"{subject}: permission denied: {detail}")
+        login = getattr(exc, _REFUSED_LOGIN, None)
+        whom = f" to role {login!r}" if login else ""
+        return PermissionDeniedError(
+            f"{subject}: permission denied{whom}: {detail}", key=key, role=login
+        )
     if sqlclass == _AUTHENTICATION_CLASS or (
         sqlstate is None and _AUTHENTICATION_REFUSED.search(detail) is not None
     ):

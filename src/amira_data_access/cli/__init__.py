@@ -42,7 +42,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TextIO, cast
 
-from . import completion, embedded, history, keys, schema, transfer, watching
+from . import audit, completion, embedded, history, keys, schema, schemas, transfer, watching
 from . import secrets as secret_keys
 from .arguments import normalize
 from .context import (
@@ -95,7 +95,18 @@ examples:
 # Each topic module's add_commands, in the order their commands are listed in --help.
 TOPICS: Final[tuple[AddCommands, ...]] = tuple(
     topic.add_commands
-    for topic in (keys, history, transfer, schema, watching, secret_keys, embedded, completion)
+    for topic in (
+        keys,
+        history,
+        transfer,
+        schema,
+        schemas,
+        watching,
+        secret_keys,
+        audit,
+        embedded,
+        completion,
+    )
 )
 
 
@@ -360,7 +371,7 @@ def _parse(
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            return parser.parse_args(normalize(parser, argv))
+            return parser.parse_args(normalize(parser, audit.spell_history_prune(list(argv))))
     except SystemExit as exc:
         text = captured.getvalue()
         text = _scrub(text, secrets) if text else text

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 FileFormat = Literal["json", "yaml"]
-ENTRY_FIELDS = frozenset({"value", "data_type", "description"})
+ENTRY_FIELDS = frozenset({"value", "data_type", "description", "schema"})
 YAML_MISSING = "YAML needs PyYAML: pip install 'amira-data-access[yaml]'"
 
 
@@ -102,6 +102,7 @@ class ImportEntry:
     value: Any
     data_type: DataType | None
     description: str | None
+    schema: Any = None  # a JSON Schema to attach to the key (None: leave its schema alone)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -160,7 +161,8 @@ def _parse_entry(key: object, fields: object) -> ImportEntry:
     unknown = sorted(str(name) for name in fields if name not in ENTRY_FIELDS)
     if unknown:
         raise UsageError(
-            f"unknown field(s) {', '.join(unknown)} (allowed: value, data_type, description)"
+            f"unknown field(s) {', '.join(unknown)} "
+            "(allowed: value, data_type, description, schema)"
         )
     if "value" not in fields:
         raise UsageError("has no value")
@@ -174,11 +176,17 @@ def _parse_entry(key: object, fields: object) -> ImportEntry:
 
         value = sealed_from_document(value, checked_key)
     prepared = prepare_value(value, data_type)  # the library's own checks
+    schema = fields.get("schema")
+    if schema is not None:
+        from ..schemas import check_schema_document
+
+        check_schema_document(schema, checked_key)
     return ImportEntry(
         key=checked_key,
         value=prepared.value,
         data_type=prepared.data_type if data_type is not None else None,
         description=validate_description(fields.get("description")),
+        schema=schema,
     )
 
 

@@ -8,8 +8,10 @@ and translates a failure. The sync DAL, the async DAL, their caches and the
 in-memory stores all drive these same generators (see :mod:`.running`), so
 they cannot disagree on validation, results, errors or logs.
 
-Each operation sends one statement, so each call is one round trip (and one
-transaction, hence one history revision, for a write).
+Each read sends one statement, so each call is one round trip. A write first
+reads the JSON Schema revision (:func:`.schema_operations.enforce`: a second
+small round trip, plus the schemas when they changed), then sends one statement:
+one transaction, hence one history revision.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from .arguments import (
     write_params,
 )
 from .running import UNSET, Context, Operation, Steps
+from .schema_operations import enforce, load_schemas, refuse
 from .statements import DeletedKeyRow
 from .statements import Statements as Q
 
@@ -206,6 +209,7 @@ def set_value(
         if expected_version is not None:
             validate_version(expected_version, "expected_version", minimum=0)
         op.note(updated_by=updated_by)
+        yield from enforce(op, ctx, [(key, params["value"].obj)])
 
         if expected_version is None:
             entry = entry_from_row((yield from op.sql(Q.upsert_configuration, **params)))
@@ -266,6 +270,7 @@ def set_default(
         )
         params["data_type"] = params.pop("inferred_type")
         params["reason"] = None
+        yield from enforce(op, ctx, [(key, params["value"].obj)])
         for _ in range(_INSERT_RACE_ATTEMPTS):
             # Safe to send again after a lost connection: the second try finds what
             # the first inserted, and the answer ("the stored entry") is the same.
@@ -305,6 +310,7 @@ def set_many(
             )
             for item in batch
         ]
+        yield from enforce(op, ctx, [(p["key"], p["value"].obj) for p in prepared])
         rows = yield from op.sql(
             Q.upsert_configurations,
             keys=[p["key"] for p in prepared],
@@ -439,6 +445,7 @@ def rollback(
         validate_actor(updated_by)
         reason = validate_reason(reason)
         op.note(to_version=to_version)
+        yield from _enforce_rollback(op, ctx, key, to_version)
         row = yield from op.sql(
             Q.rollback_configuration,
             key=key,
@@ -456,6 +463,18 @@ def rollback(
         op.wrote(entry)
         op.note(version=entry.version)
         return entry
+
+
+def _enforce_rollback(op: Operation, ctx: Context, key: str, to_version: int) -> Steps[None]:
+    """A rollback writes what ``to_version`` held: refused if a schema of the key refuses it
+    now (the old value is read only when a schema applies)."""
+    registry = yield from load_schemas(op, ctx.schemas)
+    if not registry.applicable(key):
+        return
+    rows = yield from op.sql(Q.list_history, key=key, limit=1, before_version=to_version + 1)
+    if rows and rows[0][2] == to_version and rows[0][3] != "delete":
+        value = _read_one(op, lambda: decode_value(rows[0][4], rows[0][5], key))
+        refuse(op, registry, f"{op.name} {key!r} to version {to_version}", [(key, value)])
 
 
 # -- values that cannot be read ---------------------------------------------------------

@@ -95,6 +95,11 @@ class ConfigCache:
         """The key's generation now; pass it to :meth:`fill` after reading the database."""
         return self._epoch, self._generations.get(key, 0)
 
+    def cached_keys(self, keys: set[str]) -> list[str]:
+        """Those of ``keys`` held now (present or known absent): what a change re-reads."""
+        items = self._items
+        return [key for key in keys if key in items]
+
     def fill(self, key: str, entry: ConfigEntry | None, generation: tuple[int, int]) -> None:
         """Store what a read found, unless anything about the key moved while it was in flight."""
         with self._lock:
