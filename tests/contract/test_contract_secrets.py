@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from pydantic import BaseModel, SecretStr
 
 from amira_data_access import (
     ConfigItem,
@@ -145,3 +146,23 @@ def test_rotation_rewraps_every_secret(subject: Subject) -> None:
     assert store.get("svc.a") == PLAIN
     with pytest.raises(SecretUnavailableError, match="'k9' is not in the keyring"):
         rotate_secrets(store, KEYRING, to="k9", updated_by="ops")
+
+
+class _Payments(BaseModel):
+    api_key: SecretStr
+    timeout: int = 5
+
+
+@with_keyring
+def test_live_settings_get_the_plaintext_of_a_secret(subject: Subject) -> None:
+    store = subject.store
+    store.set("svc.pay.api_key", PLAIN, data_type="secret", updated_by="ops")
+    store.set("svc.pay.timeout", 7, updated_by="ops")
+    bound = store.bind_settings(_Payments, prefix="svc.pay.")
+    try:
+        assert bound.error is None
+        assert bound.current.api_key.get_secret_value() == PLAIN
+        assert PLAIN not in repr(bound.current)
+        assert bound.current.timeout == 7
+    finally:
+        bound.close()

@@ -230,3 +230,29 @@ def test_key_material_is_not_in_the_environment_keyring_repr() -> None:
     encoded = base64.b64encode(KEY1).decode()
     ring = Keyring.from_env({"AMIRA_CONFIG_SECRET_KEYS": f"k1:{encoded}"})
     assert encoded not in repr(ring)
+
+
+def test_the_last_known_good_snapshot_holds_the_envelope_only(
+    dsn: str, keyring: Keyring, tmp_path: Path
+) -> None:
+    """The cached DAL's snapshot file (on disk): ciphertext; served from it, get opens it."""
+    import threading
+
+    from psycopg.conninfo import make_conninfo
+
+    path = tmp_path / "config.snapshot"
+    with CachedConfigDAL(dsn, snapshot=path, keyring=keyring) as service:
+        written = threading.Event()
+        subscription = service.subscribe(lambda change: written.set())
+        service.set("svc.api_key", PLAINTEXTS[0], data_type="secret", updated_by="ops")
+        assert written.wait(30)
+        subscription.close()
+    text = path.read_text()
+    assert "svc.api_key" in text
+    assert _found(text) == []
+    down = make_conninfo(dsn, host="127.0.0.1", port="1", connect_timeout="2")
+    with CachedConfigDAL(down, snapshot=path, keyring=keyring) as service:
+        assert service.get("svc.api_key") == PLAINTEXTS[0]
+        entry = service.get_entry("svc.api_key")
+        assert entry is not None
+        assert isinstance(entry.value, SealedSecret)
