@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .feed.cache import CachedConfigDAL
     from .feed.cache_async import AsyncCachedConfigDAL
     from .feed.streams import AsyncChangeStream, ChangeStream, Subscription
+    from .flags import FlagEvaluation
     from .live import LiveSettings
     from .live_async import AsyncLiveSettings
     from .live_model import SettingsValidationError, validate_or_exit
@@ -86,6 +87,7 @@ _EXPORTS: dict[str, str] = {
     "DatabaseConnectionError": ".errors",
     "DatabaseSettings": ".settings",
     "DatabaseTimeoutError": ".errors",
+    "FlagEvaluation": ".flags",
     "Health": ".entries",
     "InMemoryConfigStore": ".memory",
     "InMemoryTransaction": ".memory",
@@ -166,6 +168,7 @@ __all__ = [
     "DatabaseConnectionError",
     "DatabaseSettings",
     "DatabaseTimeoutError",
+    "FlagEvaluation",
     "Health",
     "InMemoryConfigStore",
     "InMemoryTransaction",

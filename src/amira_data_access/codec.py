@@ -77,7 +77,8 @@ __all__ = [
 ]
 
 # "secret": a str sealed by amira_data_access.secrets before it is sent (migrations/0009).
-DataType = Literal["str", "int", "float", "bool", "json", "secret"]
+# "flag": a feature flag document checked against the flag schema (migrations/0012).
+DataType = Literal["str", "int", "float", "bool", "json", "secret", "flag"]
 DATA_TYPES: Final[tuple[DataType, ...]] = get_args(DataType)
 
 MAX_KEY_LENGTH: Final = 255
@@ -468,6 +469,11 @@ _PYTHON_TYPES: Final[dict[str, tuple[type, ...]]] = {
 
 
 def _check_matches(value: object, data_type: DataType) -> None:
+    if data_type == "flag":  # a feature flag: the flag document's JSON Schema and more
+        from .flags import validate_flag  # imported on the first flag: jsonschema is heavy
+
+        validate_flag(value)
+        return
     expected = _PYTHON_TYPES.get(data_type)
     if expected is None:  # json: any JSON value, checked by encode_json
         return

@@ -73,6 +73,8 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from . import migrations
+    from .flags import FlagEvaluation
+    from .flags._store import FlagCompiler
     from .live_async import AsyncLiveSettings
 
 __all__ = ["AsyncConfigDAL", "AsyncConfigTransaction"]
@@ -111,6 +113,7 @@ class _Operations:
     """
 
     _context: Context
+    _flag_compiler: FlagCompiler | None = None
 
     async def _execute(self, step: Statement[Any]) -> Any:
         """Run one statement and return its rows (backend errors propagate)."""
@@ -149,6 +152,40 @@ class _Operations:
         """The value of ``key``; when absent, ``default`` if given, else its registered
         default (see :meth:`register_defaults`), else None."""
         return await self._run(ops.get, key, default)
+
+    async def evaluate(
+        self, flag: str, context: Mapping[str, Any] | None = None, default: Any = None
+    ) -> FlagEvaluation:
+        """Evaluate the feature flag ``flag`` (a ``data_type="flag"`` key) for ``context``.
+
+        ``context`` holds the ``targetingKey`` (who is asking: what a rollout buckets
+        on) and the attributes the rules test. The answer carries the value, the
+        variant, the reason (static, targeting match, split, default, disabled,
+        error) and the flag's version; ``default`` when the flag is disabled,
+        absent or invalid, or when ``default`` is not of the flag's type. Read as
+        :meth:`get_entry` reads (a cached store answers from memory), evaluated
+        in this process (:mod:`amira_data_access.flags`).
+        """
+        if context is not None and not isinstance(context, Mapping):
+            raise InvalidConfigurationError(
+                "an evaluation context is a mapping (targetingKey and attributes), "
+                f"not {type(context).__name__}"
+            )
+        return self._flags().evaluate(flag, await self.get_entry(flag), context, default)
+
+    def _flags(self) -> FlagCompiler:
+        """This store's compiled flags (made on the first evaluation)."""
+        compiler = self._flag_compiler
+        if compiler is None:
+            # Imported on the first evaluation: a service without flags never loads them.
+            from .flags._store import FlagCompiler
+
+            compiler = self._flag_compiler = FlagCompiler()
+        return compiler
+
+    async def is_enabled(self, flag: str, context: Mapping[str, Any] | None = None) -> bool:
+        """Whether the boolean flag ``flag`` is on for ``context`` (False if absent or off)."""
+        return (await self.evaluate(flag, context, False)).value is True
 
     async def get_entry(self, key: str) -> ConfigEntry | None:
         """The whole stored entry of ``key`` (value, type, version, audit fields), or None."""

@@ -256,6 +256,11 @@ _CONSTRAINT_MESSAGES: Final = {
         "a secret's value must be a sealed envelope; pass data_type='secret' with the "
         "plaintext to a store given a keyring (never the plaintext with another type)"
     ),
+    # migrations/0012: a flag replaced without data_type="flag" skips the library's schema.
+    "configurations_flag_document": (
+        "the value is not a flag document (enabled, variants, defaultVariant); "
+        'pass data_type="flag" to have it checked against the flag schema'
+    ),
     "configurations_key_grammar": (
         "the key has a character outside the key grammar, or letters of two scripts"
     ),

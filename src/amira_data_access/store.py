@@ -32,6 +32,7 @@ from .schemas import SchemaEntry, SchemaViolation
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from .flags import FlagEvaluation
     from .live import LiveSettings
     from .migrations import Migration, MigrationStatus
 
@@ -59,6 +60,12 @@ class ConfigOperations(Protocol):
     def get(self, key: str, default: Any = ...) -> Any: ...
 
     def get_entry(self, key: str) -> ConfigEntry | None: ...
+
+    def evaluate(
+        self, flag: str, context: Mapping[str, Any] | None = None, default: Any = None
+    ) -> FlagEvaluation: ...
+
+    def is_enabled(self, flag: str, context: Mapping[str, Any] | None = None) -> bool: ...
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]: ...
 

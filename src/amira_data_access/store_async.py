@@ -30,6 +30,7 @@ from .schemas import SchemaEntry, SchemaViolation
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from .flags import FlagEvaluation
     from .live_async import AsyncLiveSettings
     from .migrations import Migration, MigrationStatus
 
@@ -57,6 +58,12 @@ class AsyncConfigOperations(Protocol):
     async def get(self, key: str, default: Any = ...) -> Any: ...
 
     async def get_entry(self, key: str) -> ConfigEntry | None: ...
+
+    async def evaluate(
+        self, flag: str, context: Mapping[str, Any] | None = None, default: Any = None
+    ) -> FlagEvaluation: ...
+
+    async def is_enabled(self, flag: str, context: Mapping[str, Any] | None = None) -> bool: ...
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]: ...
 

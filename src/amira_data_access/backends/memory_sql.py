@@ -229,6 +229,8 @@ def _check_constraints(key: str, text: str, data_type: str) -> None:
     as its BEFORE trigger checks it before the row's constraints (migrations/0009)."""
     if not _sealed(text, data_type):
         raise _violates("configurations_secret_sealed")
+    if data_type == "flag" and not _shaped_like_a_flag(json.loads(text)):
+        raise _violates("configurations_flag_document")
     if not follows_key_grammar(key):
         raise _violates("configurations_key_grammar")
     if not unicodedata.is_normalized("NFC", key):
@@ -240,6 +242,23 @@ def _check_constraints(key: str, text: str, data_type: str) -> None:
         raise _violates("configurations_value_matches_type")
     if size > TABLE_LIMITS.max_bytes:
         raise _violates("configurations_value_size")
+
+
+def _shaped_like_a_flag(value: Any) -> bool:
+    """The CHECK constraint configurations_flag_document (migrations/0012)."""
+    if not isinstance(value, dict):
+        return False
+    variants = value.get("variants")
+    return (
+        isinstance(value.get("enabled"), bool)
+        and isinstance(variants, dict)
+        and bool(variants)
+        and isinstance(value.get("defaultVariant"), str)
+        and value["defaultVariant"] in variants
+        and isinstance(value.get("rules", []), list)
+        and isinstance(value.get("rollout", []), list)
+        and isinstance(value.get("segments", {}), dict)
+    )
 
 
 def _matches_type(text: str, data_type: str) -> bool:

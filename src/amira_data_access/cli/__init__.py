@@ -42,7 +42,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TextIO, cast
 
-from . import audit, completion, embedded, history, keys, schema, schemas, transfer, watching
+from . import audit, completion, embedded, flags, history, keys, schema, schemas, transfer, watching
 from . import secrets as secret_keys
 from .arguments import normalize
 from .context import (
@@ -102,6 +102,7 @@ TOPICS: Final[tuple[AddCommands, ...]] = tuple(
         schema,
         schemas,
         watching,
+        flags,
         secret_keys,
         audit,
         embedded,
