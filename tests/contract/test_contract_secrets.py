@@ -166,3 +166,19 @@ def test_live_settings_get_the_plaintext_of_a_secret(subject: Subject) -> None:
         assert bound.current.timeout == 7
     finally:
         bound.close()
+
+
+@with_keyring
+def test_json_schemas_do_not_judge_a_secret(subject: Subject) -> None:
+    """A secret's stored value is its envelope: a prefix's schema (for the other keys) does
+    not refuse it, at write, at set_schema or in check_schemas; the other keys still are."""
+    store = subject.store
+    store.set("svc.pay.api_key", PLAIN, data_type="secret", updated_by="ops")
+    store.set_schema("svc.pay.", {"type": "string", "maxLength": 3}, updated_by="ops")
+    store.set("svc.pay.api_key", OTHER_PLAIN, data_type="secret", updated_by="ops")
+    store.set_many([ConfigItem("svc.pay.other", PLAIN, data_type="secret")], updated_by="ops")
+    store.set_default("svc.pay.third", PLAIN, data_type="secret", updated_by="ops")
+    assert store.check_schemas("svc.") == []
+    with pytest.raises(InvalidConfigurationError, match="maxLength"):
+        store.set("svc.pay.plain", "long text", updated_by="ops")
+    assert store.get("svc.pay.api_key") == OTHER_PLAIN

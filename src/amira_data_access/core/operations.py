@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from ..codec import (
     decode_value,
+    is_secret,
     validate_actor,
     validate_key,
     validate_prefix,
@@ -209,7 +210,7 @@ def set_value(
         if expected_version is not None:
             validate_version(expected_version, "expected_version", minimum=0)
         op.note(updated_by=updated_by)
-        yield from enforce(op, ctx, [(key, params["value"].obj)])
+        yield from enforce(op, ctx, _judged([params]))
 
         if expected_version is None:
             entry = entry_from_row((yield from op.sql(Q.upsert_configuration, **params)))
@@ -228,6 +229,14 @@ def set_value(
         op.wrote(entry)
         op.note(version=entry.version, data_type=entry.data_type)
         return entry
+
+
+def _judged(
+    written: list[dict[str, Any]], *, type_field: str = "inferred_type"
+) -> list[tuple[str, str]]:
+    """The (key, JSON text) pairs of a write that JSON Schemas judge: not secrets, whose
+    stored text is their envelope (the table checks its shape; the plaintext is sealed)."""
+    return [(p["key"], p["value"].obj) for p in written if not is_secret(p[type_field])]
 
 
 def _applied_or_conflict(
@@ -270,7 +279,7 @@ def set_default(
         )
         params["data_type"] = params.pop("inferred_type")
         params["reason"] = None
-        yield from enforce(op, ctx, [(key, params["value"].obj)])
+        yield from enforce(op, ctx, _judged([params], type_field="data_type"))
         for _ in range(_INSERT_RACE_ATTEMPTS):
             # Safe to send again after a lost connection: the second try finds what
             # the first inserted, and the answer ("the stored entry") is the same.
@@ -310,7 +319,7 @@ def set_many(
             )
             for item in batch
         ]
-        yield from enforce(op, ctx, [(p["key"], p["value"].obj) for p in prepared])
+        yield from enforce(op, ctx, _judged(prepared))
         rows = yield from op.sql(
             Q.upsert_configurations,
             keys=[p["key"] for p in prepared],

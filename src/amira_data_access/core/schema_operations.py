@@ -24,7 +24,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from ..codec import encode_json, validate_actor, validate_key, validate_prefix
+from ..codec import encode_json, is_secret, validate_actor, validate_key, validate_prefix
 from ..entries import entry_from_row
 from ..errors import InvalidConfigurationError, UnreadableValueError
 from ..schemas import (
@@ -120,7 +120,7 @@ def _stored_values(op: Operation, target: str, kind: SchemaKind) -> Steps[list[t
     """Every stored (key, value) the target covers, read a page at a time."""
     if kind == "key":
         row = yield from op.sql(Q.get_configuration, key=target)
-        return [] if row is None else [(target, entry_from_row(row).value)]
+        return [] if row is None or is_secret(row[2]) else [(target, entry_from_row(row).value)]
     found: list[tuple[str, Any]] = []
     after = ""
     while True:
@@ -132,6 +132,8 @@ def _stored_values(op: Operation, target: str, kind: SchemaKind) -> Steps[list[t
             limit=MAX_LIST_LIMIT,
         )
         for row in rows:
+            if is_secret(row[2]):
+                continue  # a secret's value is its envelope: no JSON Schema judges it
             try:
                 found.append((row[0], entry_from_row(row).value))
             except UnreadableValueError:
