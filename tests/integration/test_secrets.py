@@ -256,3 +256,60 @@ def test_the_last_known_good_snapshot_holds_the_envelope_only(
         entry = service.get_entry("svc.api_key")
         assert entry is not None
         assert isinstance(entry.value, SealedSecret)
+
+
+@pytest.fixture
+def role_dsn(pg_server: TestServer, dsn: str) -> Iterator[Any]:
+    """``role_dsn(group)``: the DSN of a new non-superuser LOGIN role in ``group`` (0008)."""
+    import uuid
+
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
+
+    made: list[str] = []
+    dbname = str(conninfo_to_dict(dsn)["dbname"])
+
+    def make(group: str) -> str:
+        role = f"t_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'role-pass-4-tests'").format(
+                    sql.Identifier(role)
+                )
+            )
+            made.append(role)
+            conn.execute(
+                sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role))
+            )
+        return pg_server.dsn(dbname, user=role, password="role-pass-4-tests")
+
+    yield make
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for role in made:
+            conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_service_roles_seal_and_open_a_reader_sees_envelopes(
+    role_dsn: Any, keyring: Keyring
+) -> None:
+    """Logged in as real roles: a writer service seals and opens (the trigger and the check
+    run for it); a reader login without the keyring lists envelopes and cannot open them."""
+    writer, reader = role_dsn("amira_config_writer"), role_dsn("amira_config_reader")
+    with ConfigDAL(writer, max_size=2, keyring=keyring) as service:
+        service.set("svc.api_key", PLAINTEXTS[0], data_type="secret", updated_by="svc")
+        assert service.get("svc.api_key") == PLAINTEXTS[0]
+        with pytest.raises(InvalidConfigurationError, match="sealed envelope"):
+            service.set("svc.api_key", PLAINTEXTS[1], updated_by="svc")
+    with ConfigDAL(reader, max_size=2) as looker:
+        entry = looker.get_entry("svc.api_key")
+        assert entry is not None
+        assert isinstance(entry.value, SealedSecret)
+        with pytest.raises(SecretUnavailableError):
+            looker.get("svc.api_key")
+    with psycopg.connect(reader) as conn:
+        rows = conn.execute("SELECT value::text FROM amira_config.configurations").fetchall()
+        history = conn.execute(
+            "SELECT value::text FROM amira_config.configuration_history"
+        ).fetchall()
+    assert _found(repr(rows) + repr(history)) == []
