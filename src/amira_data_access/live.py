@@ -113,7 +113,15 @@ class LiveSettings(Generic[M]):
                 if len(page) < _PAGE:
                     break
                 after = page[-1].key
-            return self._apply(values, self._schema_problems(values))
+            # Entries carry a secret sealed; the model gets its plaintext, opened by
+            # get_many with the store's keyring (JSON Schemas see it as the table does).
+            sealed = [key for key, value in values.items() if isinstance(value, SealedSecret)]
+            problems = self._schema_problems(
+                {key: value for key, value in values.items() if key not in sealed}
+            )
+            if sealed:
+                values.update(self._store.get_many(sealed))
+            return self._apply(values, problems)
 
     def _schema_problems(self, values: dict[str, Any]) -> list[str]:
         """Values that break their JSON Schemas (raw SQL can store them): not applied."""

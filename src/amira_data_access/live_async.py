@@ -111,7 +111,15 @@ class AsyncLiveSettings(Generic[M]):
                 if len(page) < _PAGE:
                     break
                 after = page[-1].key
-            return self._apply(values, await self._schema_problems(values))
+            # Entries carry a secret sealed; the model gets its plaintext, opened by
+            # get_many with the store's keyring (JSON Schemas see it as the table does).
+            sealed = [key for key, value in values.items() if isinstance(value, SealedSecret)]
+            problems = await self._schema_problems(
+                {key: value for key, value in values.items() if key not in sealed}
+            )
+            if sealed:
+                values.update(await self._store.get_many(sealed))
+            return self._apply(values, problems)
 
     async def _schema_problems(self, values: dict[str, Any]) -> list[str]:
         """Values that break their JSON Schemas (raw SQL can store them): not applied."""
