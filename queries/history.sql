@@ -4,8 +4,13 @@
 -- Since migrations/0006 each row's revision and changed_at are given when its
 -- transaction commits, one commit after the other: revisions in commit order,
 -- changed_at never decreasing with them. Per key, version order is commit order
--- too (a key's writers wait for each other's row lock), so "the highest version
--- with changed_at <= :at" is the last commit before :at, read on the primary key.
+-- too (a key's writers wait for each other's row lock), so a key's last commit
+-- at or before :at is its entry just below :at on (key, changed_at, version), the
+-- index of migrations/0013 (version breaks the tie between several changes of one
+-- transaction); walking the primary key back from the newest version read every
+-- change after :at. A snapshot at :at is the current row of each key with no
+-- change after :at, and for the keys changed since, their last change at or
+-- before it: it reads the changes after :at, not the whole history.
 
 -- name: list_history(key, before_version, limit)
 -- A key's changes, newest first, optionally only those older than :before_version.
@@ -22,25 +27,46 @@ SELECT revision, key, version, operation, value, data_type, description,
 SELECT operation, value, data_type
   FROM amira_config.configuration_history
  WHERE key = :key
-   AND changed_at <= :at
- ORDER BY version DESC
- LIMIT 1;
+   AND version = (SELECT version
+                    FROM amira_config.configuration_history
+                   WHERE key = :key
+                     AND changed_at <= :at
+                   ORDER BY changed_at DESC, version DESC
+                   LIMIT 1);
 
 -- name: get_snapshot_at(at, prefix)
 -- Every key starting with :prefix as committed at :at: (key, value, data_type), in key order.
+WITH changed AS MATERIALIZED (
+    SELECT DISTINCT h.key
+      FROM amira_config.configuration_history AS h
+     WHERE h.changed_at > :at
+       AND h.key >= :prefix
+       AND starts_with(h.key, :prefix)
+)
 SELECT key, value, data_type
-  FROM (SELECT DISTINCT ON (key) key, operation, value, data_type
-          FROM amira_config.configuration_history
-         WHERE changed_at <= :at
-           AND key >= :prefix
-           AND starts_with(key, :prefix)
-         ORDER BY key, version DESC) AS latest
- WHERE operation <> 'delete'
+  FROM (SELECT c.key, c.value, c.data_type
+          FROM amira_config.configurations AS c
+         WHERE c.key >= :prefix
+           AND starts_with(c.key, :prefix)
+           AND NOT EXISTS (SELECT FROM changed WHERE changed.key = c.key)
+        UNION ALL
+        SELECT changed.key, last.value, last.data_type
+          FROM changed
+          JOIN amira_config.configuration_history AS last
+            ON last.key = changed.key
+           AND last.version = (SELECT h.version
+                                 FROM amira_config.configuration_history AS h
+                                WHERE h.key = changed.key
+                                  AND h.changed_at <= :at
+                                ORDER BY h.changed_at DESC, h.version DESC
+                                LIMIT 1)
+         WHERE last.operation <> 'delete') AS snapshot
  ORDER BY key;
 
 -- name: rollback_configuration(key, to_version, updated_by, reason)^
 -- Write a new version of a key with the value, type and description of :to_version.
 -- No row: the key never had that version (or that version is a deletion).
+-- Admins only (amira_config.require_admin of migrations/0008: 42501 naming key and login).
 WITH context AS (
     SELECT set_config('amira_config.actor', :updated_by, true),
            set_config('amira_config.reason', COALESCE(:reason, ''), true)
@@ -50,6 +76,7 @@ WITH context AS (
      WHERE key = :key
        AND version = :to_version
        AND operation <> 'delete'
+       AND amira_config.require_admin('rollback', :key)
 )
 INSERT INTO amira_config.configurations AS c (key, value, data_type, description, updated_by)
 SELECT :key, target.value, target.data_type, target.description, :updated_by

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -43,6 +44,7 @@ from .backends.postgres import (
 from .backends.reachability import AbandonCheckout, Reachability, is_connection_failure
 from .codec import ValueLimits, validate_actor, validate_prefix, value_limits
 from .core import operations as ops
+from .core import schema_operations as schema_ops
 from .core.arguments import validate_version, write_params
 from .core.retry import NO_RETRY, RetryPolicy
 from .core.running import UNSET, Context, Sleep, Steps
@@ -56,38 +58,53 @@ from .errors import (
     InvalidConfigurationError,
     OutcomeUnknownError,
     first_line,
+    note_refused_login,
     scrub,
     translate,
 )
 from .feed.listener import listener_feed
 from .feed.streams import ChangeStream, Feed, Subscription
 from .logging import get_logger
+from .schemas import SchemaEntry, SchemaViolation
+from .secrets import Keyring, store_keyring
 from .settings import conninfo_from_env
 
 if TYPE_CHECKING:
     # Imported where used: every process imports the library, few run migrations,
     # so the runner is not loaded with it.
+    from pydantic import BaseModel
+
     from . import migrations
+    from .flags import FlagEvaluation
+    from .flags._store import FlagCompiler
+    from .live import LiveSettings
 
 __all__ = ["ConfigDAL", "ConfigTransaction"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+M = TypeVar("M", bound="BaseModel")
 
 # ``list`` is also a method name inside the classes: spell the types out here.
 _EntryList = list[ConfigEntry]
 _KeyList = list[str]
 _RevisionList = list[ConfigRevision]
 _MigrationList = list["migrations.Migration"]
+_SchemaList = list[SchemaEntry]
+_ViolationList = list[SchemaViolation]
 
 
 def execute(queries: Any, conn: psycopg.Connection[Any], step: Statement[Any]) -> Any:
     """Run one statement on ``conn`` with aiosql and return its raw result."""
     query = getattr(queries, step.query)
-    if step.many:
-        # aiosql gives many rows as a generator: drain it while we hold the connection.
-        return list(query(conn, **step.params))
-    return query(conn, **step.params)
+    try:
+        if step.many:
+            # aiosql gives many rows as a generator: drain it while we hold the connection.
+            return list(query(conn, **step.params))
+        return query(conn, **step.params)
+    except psycopg.Error as exc:
+        note_refused_login(exc, conn.info.user)  # PermissionDeniedError names the login
+        raise
 
 
 class _Operations:
@@ -98,6 +115,7 @@ class _Operations:
     """
 
     _context: Context
+    _flag_compiler: FlagCompiler | None = None
 
     def _execute(self, step: Statement[Any]) -> Any:
         """Run one statement and return its rows (backend errors propagate)."""
@@ -136,6 +154,40 @@ class _Operations:
         """The value of ``key``; when absent, ``default`` if given, else its registered
         default (see :meth:`register_defaults`), else None."""
         return self._run(ops.get, key, default)
+
+    def evaluate(
+        self, flag: str, context: Mapping[str, Any] | None = None, default: Any = None
+    ) -> FlagEvaluation:
+        """Evaluate the feature flag ``flag`` (a ``data_type="flag"`` key) for ``context``.
+
+        ``context`` holds the ``targetingKey`` (who is asking: what a rollout buckets
+        on) and the attributes the rules test. The answer carries the value, the
+        variant, the reason (static, targeting match, split, default, disabled,
+        error) and the flag's version; ``default`` when the flag is disabled,
+        absent or invalid, or when ``default`` is not of the flag's type. Read as
+        :meth:`get_entry` reads (a cached store answers from memory), evaluated
+        in this process (:mod:`amira_data_access.flags`).
+        """
+        if context is not None and not isinstance(context, Mapping):
+            raise InvalidConfigurationError(
+                "an evaluation context is a mapping (targetingKey and attributes), "
+                f"not {type(context).__name__}"
+            )
+        return self._flags().evaluate(flag, self.get_entry(flag), context, default)
+
+    def _flags(self) -> FlagCompiler:
+        """This store's compiled flags (made on the first evaluation)."""
+        compiler = self._flag_compiler
+        if compiler is None:
+            # Imported on the first evaluation: a service without flags never loads them.
+            from .flags._store import FlagCompiler
+
+            compiler = self._flag_compiler = FlagCompiler()
+        return compiler
+
+    def is_enabled(self, flag: str, context: Mapping[str, Any] | None = None) -> bool:
+        """Whether the boolean flag ``flag`` is on for ``context`` (False if absent or off)."""
+        return self.evaluate(flag, context, False).value is True
 
     def get_entry(self, key: str) -> ConfigEntry | None:
         """The whole stored entry of ``key`` (value, type, version, audit fields), or None."""
@@ -304,6 +356,75 @@ class _Operations:
             ops.rollback, key, to_version=to_version, updated_by=updated_by, reason=reason
         )
 
+    # -- typed reads ---------------------------------------------------------------
+
+    def get_as(self, key: str, type_: type[T], default: Any = UNSET) -> T:
+        """The value of ``key`` as a ``type_`` (``int``, ``list[str]``, a pydantic model…).
+
+        Unlike :meth:`get`, an absent key is not None: it is ``default`` if given,
+        else its registered default, else
+        :class:`~amira_data_access.typed.MissingConfigurationError`; a stored value
+        that is not a ``type_`` (a JSON null for ``int``, ``"3"`` for ``int``) raises
+        :class:`~amira_data_access.typed.WrongTypeError` (strict: nothing is coerced).
+        """
+        from .typed import convert, missing
+
+        entry = self.get_entry(key)
+        if entry is None:
+            if default is not UNSET:
+                return cast(T, default)
+            if key in self._context.defaults:
+                return convert(key, self._context.defaults[key], type_)
+            raise missing(key)
+        return convert(key, entry.value, type_)
+
+    # -- JSON Schemas --------------------------------------------------------------
+
+    def set_schema(
+        self,
+        target: str,
+        schema: Any,
+        *,
+        prefix: bool | None = None,
+        description: str | None = None,
+        updated_by: str,
+        force: bool = False,
+    ) -> SchemaEntry:
+        """Attach a JSON Schema (Draft 2020-12) to a key, or to every key under a prefix.
+
+        ``target`` is a prefix when ``prefix`` says so, or by default when it ends
+        with '.'. From then on every write of a key it covers must satisfy it,
+        through every store, else :class:`~amira_data_access.schemas.SchemaViolationError`
+        (naming the key, the schema and the JSON path) and nothing is written.
+        Refused the same way, listing them, if stored values violate it; with
+        ``force=True`` it is attached anyway and the entry's ``violations`` lists them.
+        """
+        return self._run(
+            schema_ops.set_schema,
+            target,
+            schema,
+            prefix=prefix,
+            description=description,
+            updated_by=updated_by,
+            force=force,
+        )
+
+    def get_schema(self, target: str, *, prefix: bool | None = None) -> SchemaEntry | None:
+        """The schema attached to a key or prefix (see :meth:`set_schema`), or None."""
+        return self._run(schema_ops.get_schema, target, prefix=prefix)
+
+    def list_schemas(self) -> _SchemaList:
+        """Every attached schema, by target."""
+        return self._run(schema_ops.list_schemas)
+
+    def delete_schema(self, target: str, *, prefix: bool | None = None, deleted_by: str) -> bool:
+        """Detach the schema of a key or prefix; True if there was one (its history stays)."""
+        return self._run(schema_ops.delete_schema, target, prefix=prefix, deleted_by=deleted_by)
+
+    def check_schemas(self, prefix: str = "") -> _ViolationList:
+        """Every stored value under ``prefix`` that its schemas refuse (raw SQL's too)."""
+        return self._run(schema_ops.check_schemas, prefix)
+
 
 class ConfigTransaction(_Operations):
     """The store's methods on one connection, inside a transaction someone else owns.
@@ -415,6 +536,47 @@ class _Store(_Operations):
         in_thread(feed.wait_connected, self._connect_timeout)
         return subscription
 
+    # -- typed, live settings ------------------------------------------------------------
+
+    def bind_settings(
+        self, model: type[M], *, prefix: str, require_valid: bool = True
+    ) -> LiveSettings[M]:
+        """A live, validated ``model`` of the keys under ``prefix`` (see :mod:`.live`)::
+
+            chat = config.bind_settings(ChatSettings, prefix="amira.chat.")
+            chat.current.max_turns                    # an int: mypy sees ChatSettings
+            chat.on_change(lambda old, new: ...)      # after each valid change
+
+        Unless ``require_valid=False``, settings that do not validate now raise
+        :class:`~amira_data_access.live_model.SettingsValidationError` naming every
+        missing or invalid key; with it, the handle starts with ``error`` set (see
+        :func:`~amira_data_access.live_model.validate_or_exit` for one report at start-up).
+        """
+        from .live import LiveSettings
+        from .live_model import SettingsValidationError
+
+        validate_prefix(prefix)
+        handle = LiveSettings(self, model, prefix)
+        # Follow the feed first, then read: a change between the two is read twice,
+        # never missed.
+        handle._start()
+        try:
+            handle.reload()
+        except BaseException:
+            handle.close()
+            raise
+        if handle.error is not None and require_valid:
+            handle.close()
+            raise SettingsValidationError(handle.error, list(handle.problems))
+        self._live_settings().add(handle)
+        return handle
+
+    def _live_settings(self) -> weakref.WeakSet[Any]:
+        live: weakref.WeakSet[Any] | None = self.__dict__.get("_live")
+        if live is None:
+            live = self.__dict__.setdefault("_live", weakref.WeakSet())
+        return live
+
     # -- health ----------------------------------------------------------------------
 
     def health(self) -> Health:
@@ -440,6 +602,9 @@ class _Store(_Operations):
             cache_age_seconds=None,
             error=error,
             degraded=degraded,
+            settings_errors=tuple(
+                handle.error for handle in self._live_settings() if handle.error is not None
+            ),
         )
 
     def _schema_up_to_date(self) -> bool:
@@ -486,6 +651,9 @@ class ConfigDAL(_Store):
     :class:`~amira_data_access.core.retry.RetryPolicy`). A value written is at most
     ``limits`` large and deep (:class:`~amira_data_access.codec.ValueLimits`:
     1 MiB of JSON text and 64 levels by default; the table's own limits bound them).
+    ``keyring`` (:class:`~amira_data_access.secrets.Keyring`) seals the secrets written
+    (``data_type="secret"``) and opens them in ``get``; without one, a secret is
+    written or read only as its sealed envelope.
 
     Every failure is a :class:`~amira_data_access.errors.ConfigurationAccessError`;
     bad input raises :class:`~amira_data_access.errors.InvalidConfigurationError`
@@ -523,6 +691,7 @@ class ConfigDAL(_Store):
         listen_dsn: str | None = None,
         replica_wait: float = 1.0,
         max_idle: float = 600.0,
+        keyring: Keyring | None = None,
     ) -> None:
         if prepared_statements is not None and not isinstance(prepared_statements, bool):
             raise ValueError("prepared_statements must be True, False or None (detect a pooler)")
@@ -566,7 +735,12 @@ class ConfigDAL(_Store):
             for each in (settings, *others):
                 if each is not None:
                     each.connect_kwargs["prepare_threshold"] = None  # see backends/pooler.py
-        self._context = Context(retry=settings.retry, secrets=secrets, limits=value_limits(limits))
+        self._context = Context(
+            retry=settings.retry,
+            secrets=secrets,
+            limits=value_limits(limits),
+            keyring=store_keyring(keyring),
+        )
         self._connect_timeout = connect_timeout
 
         self._queries = sync_queries()
@@ -608,7 +782,10 @@ class ConfigDAL(_Store):
 
     @classmethod
     def from_env(cls, **options: Any) -> Self:
-        """A store for the database named by the environment (``AMIRA_CONFIG_DSN`` or ``DB_*``)."""
+        """A store for the database named by the environment (``AMIRA_CONFIG_DSN`` or ``DB_*``),
+        with the keyring it names (``AMIRA_CONFIG_SECRET_KEYS``…) unless given ``keyring=``."""
+        if "keyring" not in options:
+            options["keyring"] = Keyring.from_env()
         return cls(conninfo_from_env(), **options)
 
     @property

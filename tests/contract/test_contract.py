@@ -1199,3 +1199,30 @@ def test_every_operation_logs_its_event_with_its_fields(
     assert isinstance(logged["duration_ms"], float)
     for name, value in fields.items():
         assert logged.get(name) == value, (name, logged)
+
+
+def test_point_in_time_reads_of_a_key_changed_twice_in_one_commit(subject: Subject) -> None:
+    """One commit changing a key twice: its versions share an instant, the last one counts.
+
+    The point-in-time index orders a key's changes by instant, then version: the
+    tie of one transaction's changes goes to its last (migrations/0013).
+    """
+    store = subject.store
+    store.set("tie.a", "first", updated_by="t")
+    store.set("tie.b", "kept", updated_by="t")
+    before = subject.instant()
+    with subject.transaction() as tx:
+        tx.set("tie.a", "second", updated_by="t")
+        tx.set("tie.a", "third", updated_by="t")
+        tx.delete("tie.b", deleted_by="t")
+        tx.set("tie.b", "again", updated_by="t")
+    after = subject.instant()
+    versions = store.history("tie.a")
+    assert [v.version for v in versions] == [3, 2, 1]
+    assert versions[0].changed_at == versions[1].changed_at
+    assert store.get_at("tie.a", before) == "first"
+    assert store.get_at("tie.a", after) == "third"
+    assert store.get_at("tie.b", before) == "kept"
+    assert store.get_at("tie.b", after) == "again"
+    assert store.snapshot_at(before, prefix="tie.") == {"tie.a": "first", "tie.b": "kept"}
+    assert store.snapshot_at(after, prefix="tie.") == {"tie.a": "third", "tie.b": "again"}

@@ -19,13 +19,15 @@ from typing import Any, Final
 
 from ..codec import DATA_TYPES, DataType
 from ..entries import ConfigChange, ConfigEntry
+from ..secrets import SealedSecret
 
 __all__ = ["ABSENT", "FORGET", "MISS", "ConfigCache"]
 
 MISS: Final = object()  # not cached
 ABSENT: Final = object()  # cached: the key does not exist
 FORGET: Final = object()  # written(): drop the key, its new version is not known here
-_IMMUTABLE: Final = (str, int, float, bool, type(None))
+# SealedSecret: frozen, and a secret is cached as its envelope only (opened at each get).
+_IMMUTABLE: Final = (str, int, float, bool, type(None), SealedSecret)
 _ACTORS_KEPT: Final = 10_000  # distinct actor names stored once each
 
 # A cached row: (value, version, data_type, description, created_at, updated_at,
@@ -66,6 +68,15 @@ class ConfigCache:
         value = row[0]  # type: ignore[index]  # a row here
         # marshal.loads only ever reads what _row() dumped in this process: not untrusted input.
         return marshal.loads(value) if type(value) is bytes else value  # noqa: S302
+
+    def stamp(self, key: str) -> tuple[int, datetime, DataType] | None:
+        """The cached version, ``updated_at`` and data type of ``key``, without copying its
+        value; None if not cached (or known absent). For the flag evaluation's shortcut."""
+        row = self._items.get(key, MISS)
+        if row is MISS or row is ABSENT:
+            return None
+        cached: _Row = row  # type: ignore[assignment]  # neither MISS nor ABSENT: a row
+        return cached[1], cached[5], cached[2]
 
     def entry(self, key: str) -> ConfigEntry | object | None:
         """The cached entry of ``key`` (a copy if mutable), None if known absent, or ``MISS``."""
