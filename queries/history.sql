@@ -66,6 +66,7 @@ SELECT key, value, data_type
 -- name: rollback_configuration(key, to_version, updated_by, reason)^
 -- Write a new version of a key with the value, type and description of :to_version.
 -- No row: the key never had that version (or that version is a deletion).
+-- Admins only (amira_config.require_admin of migrations/0008: 42501 naming key and login).
 WITH context AS (
     SELECT set_config('amira_config.actor', :updated_by, true),
            set_config('amira_config.reason', COALESCE(:reason, ''), true)
@@ -75,6 +76,7 @@ WITH context AS (
      WHERE key = :key
        AND version = :to_version
        AND operation <> 'delete'
+       AND amira_config.require_admin('rollback', :key)
 )
 INSERT INTO amira_config.configurations AS c (key, value, data_type, description, updated_by)
 SELECT :key, target.value, target.data_type, target.description, :updated_by

@@ -87,11 +87,13 @@ PAIRS: tuple[Pair, ...] = (
     Pair("src/amira_data_access/store_async.py", "src/amira_data_access/store.py"),
     Pair("src/amira_data_access/memory_async.py", "src/amira_data_access/memory.py"),
     Pair("src/amira_data_access/feed/cache_async.py", "src/amira_data_access/feed/cache.py"),
+    Pair("src/amira_data_access/live_async.py", "src/amira_data_access/live.py"),
 )
 
 # Async name -> sync name. Exact whole identifiers in code; whole words in comments/strings.
 NAMES: dict[str, str] = {
     "AsyncConfigDAL": "ConfigDAL",
+    "identify_async": "identify",  # backends/pooler.py (scale)
     "AsyncConfigTransaction": "ConfigTransaction",
     "AsyncCachedConfigDAL": "CachedConfigDAL",
     "AsyncCachedTransaction": "CachedTransaction",
@@ -121,6 +123,8 @@ NAMES: dict[str, str] = {
     "async_queries": "sync_queries",
     "AsyncLifecycle": "Lifecycle",
     "AsyncExitStack": "ExitStack",
+    "AsyncLiveSettings": "LiveSettings",
+    "live_async": "live",
 }
 
 MARKER = "ASYNC"  # `if ASYNC:` marks a difference; the twin keeps the `else:` side

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .entries import ConfigChange, ConfigEntry, ConfigItem, ConfigRevision, Health
     from .errors import (
         AuthenticationError,
+        ChangeFeedUnavailableError,
         ConcurrentModificationError,
         ConfigurationAccessError,
         ConflictError,
@@ -30,19 +31,30 @@ if TYPE_CHECKING:
         MigrationError,
         OutcomeUnknownError,
         PermissionDeniedError,
+        ReadOnlyServerError,
         SchemaNotReadyError,
+        SecretUnavailableError,
         UnexpectedCountError,
         UnreadableValueError,
     )
     from .feed.cache import CachedConfigDAL
     from .feed.cache_async import AsyncCachedConfigDAL
     from .feed.streams import AsyncChangeStream, ChangeStream, Subscription
+    from .flags import FlagEvaluation
+    from .live import LiveSettings
+    from .live_async import AsyncLiveSettings
+    from .live_model import SettingsValidationError, validate_or_exit
     from .logging import configure_logging
     from .memory import InMemoryConfigStore, InMemoryTransaction
     from .memory_async import AsyncInMemoryConfigStore, AsyncInMemoryTransaction
+
+    # JSON Schemas, typed reads (issue 16)
+    from .schemas import SchemaEntry, SchemaViolation, SchemaViolationError
+    from .secrets import Keyring, SealedSecret, rotate_secrets
     from .settings import DatabaseSettings
     from .store import ConfigOperations, ConfigStore
     from .store_async import AsyncConfigOperations, AsyncConfigStore
+    from .typed import MissingConfigurationError, WrongTypeError
 
 # Which module each public name lives in.
 _EXPORTS: dict[str, str] = {
@@ -57,6 +69,8 @@ _EXPORTS: dict[str, str] = {
     "AuthenticationError": ".errors",
     "CachedConfigDAL": ".feed.cache",
     "ChangeStream": ".feed.streams",
+    "ChangeFeedUnavailableError": ".errors",
+    "ReadOnlyServerError": ".errors",
     "ConcurrentModificationError": ".errors",
     "ConfigChange": ".entries",
     "ConfigDAL": ".dal",
@@ -73,6 +87,7 @@ _EXPORTS: dict[str, str] = {
     "DatabaseConnectionError": ".errors",
     "DatabaseSettings": ".settings",
     "DatabaseTimeoutError": ".errors",
+    "FlagEvaluation": ".flags",
     "Health": ".entries",
     "InMemoryConfigStore": ".memory",
     "InMemoryTransaction": ".memory",
@@ -89,6 +104,21 @@ _EXPORTS: dict[str, str] = {
     "UnreadableValueError": ".errors",
     "ValueLimits": ".codec",
     "configure_logging": ".logging",
+    # secrets (data_type "secret"): the keyring, the sealed value, rotation, the error
+    "Keyring": ".secrets",
+    "SealedSecret": ".secrets",
+    "SecretUnavailableError": ".errors",
+    "rotate_secrets": ".secrets",
+    # JSON Schemas, typed reads (issue 16)
+    "MissingConfigurationError": ".typed",
+    "SchemaEntry": ".schemas",
+    "SchemaViolation": ".schemas",
+    "SchemaViolationError": ".schemas",
+    "WrongTypeError": ".typed",
+    "AsyncLiveSettings": ".live_async",
+    "LiveSettings": ".live",
+    "SettingsValidationError": ".live_model",
+    "validate_or_exit": ".live_model",
 }
 
 
@@ -121,6 +151,7 @@ __all__ = [
     "AsyncInMemoryTransaction",
     "AuthenticationError",
     "CachedConfigDAL",
+    "ChangeFeedUnavailableError",
     "ChangeStream",
     "ConcurrentModificationError",
     "ConfigChange",
@@ -137,22 +168,40 @@ __all__ = [
     "DatabaseConnectionError",
     "DatabaseSettings",
     "DatabaseTimeoutError",
+    "FlagEvaluation",
     "Health",
     "InMemoryConfigStore",
     "InMemoryTransaction",
     "InvalidConfigurationError",
+    "Keyring",
     "MemoryDatabase",
     "MigrationError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "ReadOnlyServerError",
     "RetryPolicy",
     "SchemaNotReadyError",
+    "SealedSecret",
+    "SecretUnavailableError",
     "Subscription",
     "Timeouts",
     "UnexpectedCountError",
     "UnreadableValueError",
     "ValueLimits",
     "configure_logging",
+    "rotate_secrets",
+]
+# JSON Schemas, typed reads (issue 16)
+__all__ += [
+    "AsyncLiveSettings",
+    "LiveSettings",
+    "MissingConfigurationError",
+    "SchemaEntry",
+    "SchemaViolation",
+    "SchemaViolationError",
+    "SettingsValidationError",
+    "WrongTypeError",
+    "validate_or_exit",
 ]
 
 __version__ = "0.1.0"

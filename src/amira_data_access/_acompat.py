@@ -9,10 +9,10 @@ ASYNC:`` marks a block that exists only here (its ``else:`` is the sync code).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Final, ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, ParamSpec, TypeVar
 
-__all__ = ["ASYNC", "Lock", "Slots", "in_thread", "sleep"]
+__all__ = ["ASYNC", "Lock", "Slots", "call_soon", "current_loop", "in_thread", "sleep"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -49,3 +49,27 @@ class Slots:
     def release(self) -> None:
         """Give the slot back."""
         self._semaphore.release()
+
+
+# Tasks started by call_soon: the loop keeps only weak references to its tasks.
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+def current_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop (where :func:`call_soon` sends work back to)."""
+    return asyncio.get_running_loop()
+
+
+def call_soon(
+    loop: asyncio.AbstractEventLoop | None, function: Callable[[], Awaitable[Any]]
+) -> None:
+    """From any thread (a feed's): run ``function()`` as a task on ``loop``."""
+    if loop is None or loop.is_closed():
+        return
+
+    def start() -> None:
+        task = asyncio.ensure_future(function())
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+    loop.call_soon_threadsafe(start)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Final, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
-__all__ = ["ASYNC", "Lock", "Slots", "in_thread", "sleep"]
+__all__ = ["ASYNC", "Lock", "Slots", "call_soon", "current_loop", "in_thread", "sleep"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -42,3 +42,13 @@ class Slots:
     def release(self) -> None:
         """Give the slot back."""
         self._semaphore.release()
+
+
+def current_loop() -> Any:
+    """No event loop: :func:`call_soon` runs the work where it is called."""
+    return
+
+
+def call_soon(loop: Any, function: Callable[[], Any]) -> None:
+    """Run ``function()`` now, on the calling thread (a feed's)."""
+    function()

@@ -47,6 +47,7 @@ from functools import cache
 from typing import Any, Final, Literal, get_args
 
 from .errors import InvalidConfigurationError, UnreadableValueError
+from .secrets import SECRET_TYPE, SealedSecret, is_secret, sealed_from_document
 
 __all__ = [
     "DATA_TYPES",
@@ -62,6 +63,7 @@ __all__ = [
     "encode_json",
     "follows_key_grammar",
     "infer_data_type",
+    "is_secret",
     "json_measure",
     "key_pattern",
     "prepare_value",
@@ -74,7 +76,9 @@ __all__ = [
     "value_limits",
 ]
 
-DataType = Literal["str", "int", "float", "bool", "json"]
+# "secret": a str sealed by amira_data_access.secrets before it is sent (migrations/0009).
+# "flag": a feature flag document checked against the flag schema (migrations/0012).
+DataType = Literal["str", "int", "float", "bool", "json", "secret", "flag"]
 DATA_TYPES: Final[tuple[DataType, ...]] = get_args(DataType)
 
 MAX_KEY_LENGTH: Final = 255
@@ -352,6 +356,8 @@ def infer_data_type(value: object) -> DataType:
         return "float"
     if isinstance(value, str):
         return "str"
+    if isinstance(value, SealedSecret):
+        return SECRET_TYPE
     return "json"
 
 
@@ -419,6 +425,14 @@ def prepare_value(
     in PostgreSQL.
     """
     resolved = _resolve_data_type(value, data_type)
+    if resolved == SECRET_TYPE:
+        # Only an envelope: the store seals a plaintext first (core.arguments.write_params),
+        # so no code path can hand a plaintext secret to a statement.
+        if not isinstance(value, SealedSecret):
+            raise InvalidConfigurationError(
+                f"a secret's value must be sealed first, not a {type(value).__name__}"
+            )
+        return PreparedValue(value, resolved, encode_json(value.document(), limits))
     if resolved == "float" and isinstance(value, int) and not isinstance(value, bool):
         value = _int_as_float(value)
     _check_matches(value, resolved)
@@ -455,6 +469,11 @@ _PYTHON_TYPES: Final[dict[str, tuple[type, ...]]] = {
 
 
 def _check_matches(value: object, data_type: DataType) -> None:
+    if data_type == "flag":  # a feature flag: the flag document's JSON Schema and more
+        from .flags import validate_flag  # imported on the first flag: jsonschema is heavy
+
+        validate_flag(value)
+        return
     expected = _PYTHON_TYPES.get(data_type)
     if expected is None:  # json: any JSON value, checked by encode_json
         return
@@ -715,4 +734,9 @@ def decode_value(
         )
     if data_type == "float" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if is_secret(data_type):
+        try:
+            return sealed_from_document(value, key)
+        except InvalidConfigurationError as exc:
+            raise UnreadableValueError(str(exc), keys=() if key is None else (key,)) from None
     return value

@@ -121,3 +121,13 @@ class Health:
     cache_size: int | None  # None: no cache
     cache_age_seconds: float | None  # since the cache's feed last (re)synchronised
     error: str | None = None
+    # Why the store works, but not fully: the change feed refused the server, or its
+    # heartbeat went unheard (a cache then reads the database); None when all is well.
+    degraded: str | None = None
+    # Live settings (bind_settings) whose latest values do not validate: the last good
+    # model is being served. One line each, naming the keys, never the values.
+    settings_errors: tuple[str, ...] = ()
+    # A cached DAL with a snapshot file: how old the snapshot is, and whether reads are
+    # being answered from it (started while the database was unreachable).
+    snapshot_age_seconds: float | None = None
+    serving_from_snapshot: bool = False

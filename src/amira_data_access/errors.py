@@ -17,10 +17,13 @@ Hierarchy::
     ├── PermissionDeniedError          the login role lacks a privilege (42501)
     ├── InvalidConfigurationError      bad input, refused; also a ValueError
     ├── UnreadableValueError           a stored value Python cannot decode (names the key)
+    ├── SecretUnavailableError         a secret without (or with the wrong) keyring
     ├── ConflictError                  the data was not as the caller expected
     │   ├── ConcurrentModificationError    a key's version
     │   └── UnexpectedCountError           how many keys a bulk delete found
     ├── SchemaNotReadyError            the tables do not exist: run the migrations
+    ├── ReadOnlyServerError            a write sent to a standby (25006): use the primary
+    ├── ChangeFeedUnavailableError     the feed cannot work there (standby, transaction pooler)
     └── MigrationError                 a migration failed or the files disagree
 """
 
@@ -36,6 +39,7 @@ import psycopg_pool
 __all__ = [
     "BACKEND_ERRORS",
     "AuthenticationError",
+    "ChangeFeedUnavailableError",
     "ConcurrentModificationError",
     "ConfigurationAccessError",
     "ConflictError",
@@ -46,10 +50,13 @@ __all__ = [
     "MigrationError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "ReadOnlyServerError",
     "SchemaNotReadyError",
+    "SecretUnavailableError",
     "ServerRefusal",
     "UnexpectedCountError",
     "UnreadableValueError",
+    "note_refused_login",
     "scrub",
     "server_refused_the_session",
     "translate",
@@ -80,7 +87,17 @@ class DatabaseTimeoutError(ConfigurationAccessError):
 
 
 class PermissionDeniedError(ConfigurationAccessError):
-    """The database login lacks the privilege this operation needs."""
+    """The database login lacks the privilege this operation needs.
+
+    ``key`` is the key the operation was about (None: several, or none) and
+    ``role`` the database login that was refused (None: not known, e.g. the
+    in-memory store); both are in the message too.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, role: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.role = role
 
 
 class InvalidConfigurationError(ConfigurationAccessError, ValueError):
@@ -101,6 +118,15 @@ class UnreadableValueError(ConfigurationAccessError):
         super().__init__(message)
         self.keys = tuple(dict.fromkeys(keys))
         self.readable = readable
+
+
+class SecretUnavailableError(ConfigurationAccessError):
+    """A secret (``data_type="secret"``) cannot be sealed or opened here: the store was given
+    no keyring, the keyring lacks the key id the secret was sealed with, or the stored
+    envelope does not open with it (another key's ciphertext, or altered).
+
+    The message names the configuration key and the key id, never key material or a value.
+    """
 
 
 class ConflictError(ConfigurationAccessError):
@@ -141,6 +167,15 @@ class UnexpectedCountError(ConflictError):
 
 class SchemaNotReadyError(ConfigurationAccessError):
     """The configuration tables do not exist yet: run the migrations."""
+
+
+class ReadOnlyServerError(ConfigurationAccessError):
+    """A write reached a read-only server (a hot standby, 25006): send writes to the primary."""
+
+
+class ChangeFeedUnavailableError(ConfigurationAccessError):
+    """The change feed refuses a server it cannot work on: a standby (no LISTEN during
+    recovery) or a transaction-mode pooler (notifications never reach the listener)."""
 
 
 class MigrationError(ConfigurationAccessError):
@@ -193,6 +228,7 @@ _TIMEOUT_CODES: Final = {
     "25P03",  # idle_in_transaction_session_timeout
 }
 _PERMISSION_DENIED: Final = "42501"  # insufficient_privilege
+_READ_ONLY: Final = "25006"  # read_only_sql_transaction: a write on a hot standby
 
 _AUTHENTICATION_REFUSED: Final = re.compile(
     r"password authentication failed|no pg_hba\.conf entry|authentication failed for user"
@@ -215,6 +251,16 @@ _CONSTRAINT_MESSAGES: Final = {
         "the value is nested deeper than the table allows (amira_config.max_value_depth())"
     ),
     "configurations_key_nfc": "the key is not in Unicode NFC form",
+    # migrations/0009: a secret's value is the envelope amira_data_access.secrets seals.
+    "configurations_secret_sealed": (
+        "a secret's value must be a sealed envelope; pass data_type='secret' with the "
+        "plaintext to a store given a keyring (never the plaintext with another type)"
+    ),
+    # migrations/0012: a flag replaced without data_type="flag" skips the library's schema.
+    "configurations_flag_document": (
+        "the value is not a flag document (enabled, variants, defaultVariant); "
+        'pass data_type="flag" to have it checked against the flag schema'
+    ),
     "configurations_key_grammar": (
         "the key has a character outside the key grammar, or letters of two scripts"
     ),
@@ -245,6 +291,17 @@ def server_refused_the_session(message: str) -> bool:
     """Whether a connection error without SQLSTATE is the server refusing the login or
     the database (it answered: it is not down)."""
     return bool(_AUTHENTICATION_REFUSED.search(message) or _DATABASE_MISSING.search(message))
+
+
+# Set on a refused (42501) psycopg error by the store that ran the statement: the
+# server's "permission denied for table …" does not say which login it refused.
+_REFUSED_LOGIN: Final = "_amira_refused_login"
+
+
+def note_refused_login(exc: BaseException, login: str | None) -> None:
+    """Remember on a refused statement's error which database login ran it (for translate)."""
+    if getattr(exc, "sqlstate", None) == _PERMISSION_DENIED and login:
+        setattr(exc, _REFUSED_LOGIN, login)
 
 
 def _constraint_name(exc: BaseException) -> str | None:
@@ -295,8 +352,17 @@ def translate(
         )
     if sqlstate in _TIMEOUT_CODES:
         return DatabaseTimeoutError(f"{subject} ran out of time: {detail}")
+    if sqlstate == _READ_ONLY:
+        return ReadOnlyServerError(
+            f"{subject}: the server is read-only (a standby): writes must go to the primary "
+            f"(ConfigDAL's dsn; replicas are for read_dsn): {detail}"
+        )
     if sqlstate == _PERMISSION_DENIED:
-        return PermissionDeniedError(f"{subject}: permission denied: {detail}")
+        login = getattr(exc, _REFUSED_LOGIN, None)
+        whom = f" to role {login!r}" if login else ""
+        return PermissionDeniedError(
+            f"{subject}: permission denied{whom}: {detail}", key=key, role=login
+        )
     if sqlclass == _AUTHENTICATION_CLASS or (
         sqlstate is None and _AUTHENTICATION_REFUSED.search(detail) is not None
     ):

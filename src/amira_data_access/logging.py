@@ -27,7 +27,11 @@ _stdlib = logging.getLogger(LOGGER_NAME)
 # logs nothing (amira-config get, a quiet service) does not pay its 37 ms import.
 def _configured_structlog() -> Any | None:
     structlog = sys.modules.get("structlog")
-    return structlog if structlog is not None and structlog.is_configured() else None
+    # While another thread is importing it, the module is in sys.modules half made
+    # (no is_configured yet): a cache's listener thread logging "connected" as the
+    # main thread emits its first event raised AttributeError there (issue 19 fleet).
+    is_configured = getattr(structlog, "is_configured", None)
+    return structlog if is_configured is not None and is_configured() else None
 
 
 @cache

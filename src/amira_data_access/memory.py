@@ -34,6 +34,7 @@ from .core.statements import Statement
 from .dal import _Operations, _Store
 from .errors import DatabaseConnectionError
 from .feed.streams import Feed
+from .secrets import Keyring, store_keyring
 
 if TYPE_CHECKING:
     # Imported where used: every process imports the library, few run migrations,
@@ -77,7 +78,8 @@ class InMemoryConfigStore(_Store):
     the history of a new database (default: ``datetime.now(UTC)``); pass your
     own to control time in ``get_at`` and ``snapshot_at`` tests. ``limits``, as
     for the DAL, bounds the values written (the database mirrors the table's own
-    limits, 1 MiB and 64 levels, as PostgreSQL's constraints would).
+    limits, 1 MiB and 64 levels, as PostgreSQL's constraints would). ``keyring`` seals
+    and opens secrets, as for the DAL: the database holds their envelopes only.
     """
 
     def __init__(
@@ -86,11 +88,12 @@ class InMemoryConfigStore(_Store):
         *,
         clock: Clock | None = None,
         limits: ValueLimits | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         if database is not None and clock is not None:
             raise ValueError("pass a clock to the MemoryDatabase, not to a store sharing it")
         self.database = database if database is not None else MemoryDatabase(clock=clock)
-        self._context = Context(limits=value_limits(limits))
+        self._context = Context(limits=value_limits(limits), keyring=store_keyring(keyring))
         self._connect_timeout = 0.0
         # Writers wait for an open transaction, as PostgreSQL's row locks would make them.
         self._writing = Lock()

@@ -32,6 +32,7 @@ from .core.statements import Statement
 from .dal_async import _Operations, _Store
 from .errors import DatabaseConnectionError
 from .feed.streams import Feed
+from .secrets import Keyring, store_keyring
 
 if TYPE_CHECKING:
     # Imported where used: every process imports the library, few run migrations,
@@ -75,7 +76,8 @@ class AsyncInMemoryConfigStore(_Store):
     the history of a new database (default: ``datetime.now(UTC)``); pass your
     own to control time in ``get_at`` and ``snapshot_at`` tests. ``limits``, as
     for the DAL, bounds the values written (the database mirrors the table's own
-    limits, 1 MiB and 64 levels, as PostgreSQL's constraints would).
+    limits, 1 MiB and 64 levels, as PostgreSQL's constraints would). ``keyring`` seals
+    and opens secrets, as for the DAL: the database holds their envelopes only.
     """
 
     def __init__(
@@ -84,11 +86,12 @@ class AsyncInMemoryConfigStore(_Store):
         *,
         clock: Clock | None = None,
         limits: ValueLimits | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         if database is not None and clock is not None:
             raise ValueError("pass a clock to the MemoryDatabase, not to a store sharing it")
         self.database = database if database is not None else MemoryDatabase(clock=clock)
-        self._context = Context(limits=value_limits(limits))
+        self._context = Context(limits=value_limits(limits), keyring=store_keyring(keyring))
         self._connect_timeout = 0.0
         # Writers wait for an open transaction, as PostgreSQL's row locks would make them.
         self._writing = Lock()

@@ -23,12 +23,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
 
 from .entries import ConfigChange, ConfigEntry, ConfigItem, ConfigRevision, Health
 from .feed.streams import ChangeStream, Subscription
+from .schemas import SchemaEntry, SchemaViolation
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .flags import FlagEvaluation
+    from .live import LiveSettings
     from .migrations import Migration, MigrationStatus
 
 __all__ = ["ConfigOperations", "ConfigStore"]
@@ -38,6 +43,11 @@ _EntryList = list[ConfigEntry]
 _KeyList = list[str]
 _RevisionList = list[ConfigRevision]
 _MigrationList = list["Migration"]
+_SchemaList = list[SchemaEntry]
+_ViolationList = list[SchemaViolation]
+
+T = TypeVar("T")
+M = TypeVar("M", bound="BaseModel")
 
 
 @runtime_checkable
@@ -50,6 +60,12 @@ class ConfigOperations(Protocol):
     def get(self, key: str, default: Any = ...) -> Any: ...
 
     def get_entry(self, key: str) -> ConfigEntry | None: ...
+
+    def evaluate(
+        self, flag: str, context: Mapping[str, Any] | None = None, default: Any = None
+    ) -> FlagEvaluation: ...
+
+    def is_enabled(self, flag: str, context: Mapping[str, Any] | None = None) -> bool: ...
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]: ...
 
@@ -126,6 +142,29 @@ class ConfigOperations(Protocol):
         self, key: str, *, to_version: int, updated_by: str, reason: str | None = None
     ) -> ConfigEntry: ...
 
+    def get_as(self, key: str, type_: type[T], default: Any = ...) -> T: ...
+
+    def set_schema(
+        self,
+        target: str,
+        schema: Any,
+        *,
+        prefix: bool | None = None,
+        description: str | None = None,
+        updated_by: str,
+        force: bool = False,
+    ) -> SchemaEntry: ...
+
+    def get_schema(self, target: str, *, prefix: bool | None = None) -> SchemaEntry | None: ...
+
+    def list_schemas(self) -> _SchemaList: ...
+
+    def delete_schema(
+        self, target: str, *, prefix: bool | None = None, deleted_by: str
+    ) -> bool: ...
+
+    def check_schemas(self, prefix: str = "") -> _ViolationList: ...
+
 
 @runtime_checkable
 class ConfigStore(ConfigOperations, Protocol):
@@ -159,6 +198,10 @@ class ConfigStore(ConfigOperations, Protocol):
     ) -> Subscription: ...
 
     def health(self) -> Health: ...
+
+    def bind_settings(
+        self, model: type[M], *, prefix: str, require_valid: bool = True
+    ) -> LiveSettings[M]: ...
 
     def migrate(self) -> _MigrationList: ...
 

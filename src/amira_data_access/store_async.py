@@ -21,12 +21,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
 
 from .entries import ConfigChange, ConfigEntry, ConfigItem, ConfigRevision, Health
 from .feed.streams import AsyncChangeStream, Subscription
+from .schemas import SchemaEntry, SchemaViolation
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .flags import FlagEvaluation
+    from .live_async import AsyncLiveSettings
     from .migrations import Migration, MigrationStatus
 
 __all__ = ["AsyncConfigOperations", "AsyncConfigStore"]
@@ -36,6 +41,11 @@ _EntryList = list[ConfigEntry]
 _KeyList = list[str]
 _RevisionList = list[ConfigRevision]
 _MigrationList = list["Migration"]
+_SchemaList = list[SchemaEntry]
+_ViolationList = list[SchemaViolation]
+
+T = TypeVar("T")
+M = TypeVar("M", bound="BaseModel")
 
 
 @runtime_checkable
@@ -48,6 +58,12 @@ class AsyncConfigOperations(Protocol):
     async def get(self, key: str, default: Any = ...) -> Any: ...
 
     async def get_entry(self, key: str) -> ConfigEntry | None: ...
+
+    async def evaluate(
+        self, flag: str, context: Mapping[str, Any] | None = None, default: Any = None
+    ) -> FlagEvaluation: ...
+
+    async def is_enabled(self, flag: str, context: Mapping[str, Any] | None = None) -> bool: ...
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]: ...
 
@@ -124,6 +140,31 @@ class AsyncConfigOperations(Protocol):
         self, key: str, *, to_version: int, updated_by: str, reason: str | None = None
     ) -> ConfigEntry: ...
 
+    async def get_as(self, key: str, type_: type[T], default: Any = ...) -> T: ...
+
+    async def set_schema(
+        self,
+        target: str,
+        schema: Any,
+        *,
+        prefix: bool | None = None,
+        description: str | None = None,
+        updated_by: str,
+        force: bool = False,
+    ) -> SchemaEntry: ...
+
+    async def get_schema(
+        self, target: str, *, prefix: bool | None = None
+    ) -> SchemaEntry | None: ...
+
+    async def list_schemas(self) -> _SchemaList: ...
+
+    async def delete_schema(
+        self, target: str, *, prefix: bool | None = None, deleted_by: str
+    ) -> bool: ...
+
+    async def check_schemas(self, prefix: str = "") -> _ViolationList: ...
+
 
 @runtime_checkable
 class AsyncConfigStore(AsyncConfigOperations, Protocol):
@@ -159,6 +200,10 @@ class AsyncConfigStore(AsyncConfigOperations, Protocol):
     ) -> Subscription: ...
 
     async def health(self) -> Health: ...
+
+    async def bind_settings(
+        self, model: type[M], *, prefix: str, require_valid: bool = True
+    ) -> AsyncLiveSettings[M]: ...
 
     async def migrate(self) -> _MigrationList: ...
 

@@ -74,7 +74,11 @@ def test_the_readme_has_its_blocks() -> None:
 def _compiled(block: Block) -> Any:
     # Line numbers as in the README, so a traceback points at the right line.
     source = "\n" * (block.line - 1) + block.code
-    return compile(source, str(README), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    # dont_inherit: the README runs as a reader's module would, without this file's
+    # `from __future__ import annotations` (pydantic models there resolve their fields).
+    return compile(
+        source, str(README), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
+    )
 
 
 def _needs_fastapi(block: Block) -> bool:

@@ -44,7 +44,15 @@ ASYNC_TRANSACTIONS = [AsyncConfigTransaction, AsyncInMemoryTransaction]
 # server (bind your connection, its pool, the environment's DSN); a transaction
 # exposes its connection; the in-memory store exposes the data it holds.
 EXTRAS: dict[str, set[str]] = {
-    "DAL": {"bind", "from_env", "pool"},
+    "DAL": {
+        "bind",
+        "from_env",
+        "pool",
+        "behind_pooler",
+        "read_after",
+        "replica_fallbacks",
+        "write_token",
+    },
     "InMemoryConfigStore": {"database"},
     "ConfigTransaction": {"connection"},
     "InMemoryTransaction": set(),

@@ -27,6 +27,7 @@ transaction holds the database's lock until it ends (other threads' writes wait)
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import threading
@@ -46,11 +47,15 @@ from ..core.statements import (
     EntryRow,
     KeyValueRow,
     RevisionRow,
+    SchemaListRow,
+    SchemaRevisionRow,
+    SchemaRow,
     Statement,
 )
 from ..entries import ConfigChange
 from ..errors import ServerRefusal
 from ..feed.local import LocalFeed
+from ..secrets import is_envelope_document, is_secret
 
 __all__ = ["Clock", "MemoryDatabase", "Session", "TwinStatements"]
 
@@ -96,16 +101,53 @@ class _Change:
     change_reason: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class _SchemaRow:
+    """A row of amira_config.schemas (migrations/0010; schema as JSON text)."""
+
+    schema: str
+    description: str | None
+    version: int
+    updated_by: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _SchemaChange:
+    """A row of amira_config.schema_history."""
+
+    version: int
+    operation: str
+    schema: str
+    changed_by: str
+    changed_at: datetime
+    revision: int
+
+
 @dataclass(slots=True)
 class _Tables:
-    """Both tables. Copied before a write (history tuples are shared: never mutated),
+    """The tables. Copied before a write (history tuples are shared: never mutated),
     so a failed statement or transaction simply drops its copy."""
 
     rows: dict[str, _Row] = field(default_factory=dict)
     history: dict[str, tuple[_Change, ...]] = field(default_factory=dict)
+    # migrations/0010: schemas by (target, kind), their history, the revision counter.
+    schemas: dict[tuple[str, str], _SchemaRow] = field(default_factory=dict)
+    schema_history: dict[tuple[str, str], tuple[_SchemaChange, ...]] = field(default_factory=dict)
+    schema_revision: int = 0
+    # amira_config.schema_revision_seq: shared by every copy, so never given back by a
+    # rolled-back transaction (as a sequence is not).
+    schema_sequence: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def copy(self) -> _Tables:
-        return _Tables(dict(self.rows), dict(self.history))
+        return _Tables(
+            dict(self.rows),
+            dict(self.history),
+            dict(self.schemas),
+            dict(self.schema_history),
+            self.schema_revision,
+            self.schema_sequence,
+        )
 
 
 @dataclass(slots=True)
@@ -117,11 +159,12 @@ class Session:
     aborted: bool = False  # a statement failed: PostgreSQL refuses the rest
     # Its changes, in the order made: stamped with a revision and announced at commit.
     changes: list[ConfigChange] = field(default_factory=list)
+    schemas_changed: bool = False  # published at commit with the schema tables
 
 
-def _violates(constraint: str) -> ServerRefusal:
+def _violates(constraint: str, table: str = "configurations") -> ServerRefusal:
     return ServerRefusal(
-        f'new row for relation "configurations" violates check constraint "{constraint}"',
+        f'new row for relation "{table}" violates check constraint "{constraint}"',
         "23514",
         constraint,
     )
@@ -183,10 +226,14 @@ def _check_constraints(key: str, text: str, data_type: str) -> None:
     """The CHECK constraints of a new row the operations do not already rule out (the key
     grammar is also checked before sending, the value limits are the store's own, which
     may be larger), by name, the order PostgreSQL checks them in."""
+    if data_type == "flag" and not _shaped_like_a_flag(json.loads(text)):
+        raise _violates("configurations_flag_document")
     if not follows_key_grammar(key):
         raise _violates("configurations_key_grammar")
     if not unicodedata.is_normalized("NFC", key):
         raise _violates("configurations_key_nfc")
+    if not _sealed(text, data_type):
+        raise _violates("configurations_secret_sealed")
     size, depth = _printed_measure(text)
     if depth > TABLE_LIMITS.max_depth:
         raise _violates("configurations_value_depth")
@@ -194,6 +241,23 @@ def _check_constraints(key: str, text: str, data_type: str) -> None:
         raise _violates("configurations_value_matches_type")
     if size > TABLE_LIMITS.max_bytes:
         raise _violates("configurations_value_size")
+
+
+def _shaped_like_a_flag(value: Any) -> bool:
+    """The CHECK constraint configurations_flag_document (migrations/0012)."""
+    if not isinstance(value, dict):
+        return False
+    variants = value.get("variants")
+    return (
+        isinstance(value.get("enabled"), bool)
+        and isinstance(variants, dict)
+        and bool(variants)
+        and isinstance(value.get("defaultVariant"), str)
+        and value["defaultVariant"] in variants
+        and isinstance(value.get("rules", []), list)
+        and isinstance(value.get("rollout", []), list)
+        and isinstance(value.get("segments", {}), dict)
+    )
 
 
 def _matches_type(text: str, data_type: str) -> bool:
@@ -208,6 +272,11 @@ def _matches_type(text: str, data_type: str) -> bool:
     if data_type == "bool":
         return isinstance(value, bool)
     return True
+
+
+def _sealed(text: str, data_type: str) -> bool:
+    """The CHECK constraint configurations_secret_sealed (migrations/0009), on the JSON text."""
+    return not is_secret(data_type) or is_envelope_document(json.loads(text))
 
 
 def _entry(key: str, row: _Row) -> EntryRow:
@@ -488,8 +557,107 @@ class TwinStatements:
     def server_health(self, session: Session, /) -> tuple[str, bool]:
         return ("in-memory", True)
 
+    # -- queries/snapshots.sql ---------------------------------------------------------
+
+    def list_snapshot_rows(self, session: Session, /) -> list[tuple[Any, ...]]:
+        tables = session.tables
+        revision = max(
+            (c.revision for changes in tables.history.values() for c in changes), default=0
+        )
+        if not tables.rows:
+            return [(revision, None, None, None, None, None, None, None, None)]
+        return [(revision, key, *_entry(key, tables.rows[key])[1:]) for key in sorted(tables.rows)]
+
+    # -- queries/schemas.sql (the triggers of migrations/0010) ------------------------
+
+    def get_schema_revision(self, session: Session, /) -> int:
+        return session.tables.schema_revision
+
+    def list_schemas(self, session: Session, /) -> list[SchemaListRow]:
+        tables = session.tables
+        if not tables.schemas:
+            return [(tables.schema_revision, None, None, None, None, None, None, None)]
+        return [
+            (tables.schema_revision, *_schema_entry(target, kind, tables.schemas[target, kind]))
+            for target, kind in sorted(tables.schemas)
+        ]
+
+    def upsert_schema(
+        self,
+        session: Session,
+        /,
+        *,
+        target: str,
+        kind: str,
+        schema: Jsonb,
+        description: str | None,
+        updated_by: str,
+    ) -> SchemaRow:
+        if kind not in ("key", "prefix"):
+            raise _violates("schemas_kind", "schemas")
+        if kind == "key" and target == "":
+            raise _violates("schemas_key_not_empty", "schemas")
+        tables = session.tables
+        old = tables.schemas.get((target, kind))
+        if old is None:
+            history = tables.schema_history.get((target, kind), ())
+            version = max((c.version for c in history), default=0) + 1
+        else:
+            version = old.version + 1
+            description = description if description is not None else old.description
+        row = _SchemaRow(_text(schema), description, version, updated_by, session.now)
+        tables.schemas[target, kind] = row
+        _record_schema(
+            session, target, kind, "insert" if old is None else "update", row, updated_by
+        )
+        return _schema_entry(target, kind, row)
+
+    def delete_schema(
+        self, session: Session, /, *, target: str, kind: str, deleted_by: str
+    ) -> list[tuple[str]]:
+        row = session.tables.schemas.pop((target, kind), None)
+        if row is None:
+            return []
+        deleted = replace(row, version=row.version + 1)
+        _record_schema(session, target, kind, "delete", deleted, deleted_by)
+        return [(target,)]
+
+    def list_schema_history(
+        self, session: Session, /, *, target: str, kind: str
+    ) -> list[SchemaRevisionRow]:
+        return [
+            (c.version, c.operation, _loads(c.schema), c.changed_by, c.changed_at, c.revision)
+            for c in reversed(session.tables.schema_history.get((target, kind), ()))
+        ]
+
 
 # -- what the table's constraints and triggers do ---------------------------------------
+
+
+def _schema_entry(target: str, kind: str, row: _SchemaRow) -> SchemaRow:
+    """The column list of upsert_schema (and of list_schemas after the revision)."""
+    return (
+        target,
+        kind,
+        _loads(row.schema),
+        row.description,
+        row.version,
+        row.updated_by,
+        row.updated_at,
+    )
+
+
+def _record_schema(
+    session: Session, target: str, kind: str, operation: str, row: _SchemaRow, by: str
+) -> None:
+    """schemas_record_history: bump the revision, append the history row."""
+    tables = session.tables
+    tables.schema_revision = next(tables.schema_sequence)
+    change = _SchemaChange(
+        row.version, operation, row.schema, by, session.now, tables.schema_revision
+    )
+    tables.schema_history[target, kind] = (*tables.schema_history.get((target, kind), ()), change)
+    session.schemas_changed = True
 
 
 def _latest_change(session: Session, key: str, at: datetime) -> _Change | None:
@@ -648,6 +816,13 @@ class MemoryDatabase:
         return Session(tables, now=self.clock())
 
     def _commit(self, session: Session) -> None:
+        if session.schemas_changed:
+            # Schema writers take the revision counter's row lock: one at a time, whole.
+            published = self._tables.copy()
+            published.schemas = session.tables.schemas
+            published.schema_history = session.tables.schema_history
+            published.schema_revision = session.tables.schema_revision
+            self._tables = published
         if not session.changes:
             return  # nothing written: no revision taken (no history row, no trigger)
         # configuration_history_commit: the next revision and the commit's instant, for

@@ -162,6 +162,7 @@ def pool_settings(
     retry: RetryPolicy | None,
     application_name: str,
     timeouts: Timeouts | None = None,
+    max_idle: float = 600.0,
 ) -> PoolSettings:
     """Validate a DAL's constructor options (ValueError) and derive its settings."""
     if not 0 <= min_size <= max_size or max_size < 1:
@@ -172,6 +173,8 @@ def pool_settings(
         raise ValueError("connect_timeout must be positive")
     if check_after_idle < 0:
         raise ValueError("check_after_idle must be >= 0 (0 pings at every checkout)")
+    if isinstance(max_idle, bool) or not isinstance(max_idle, int | float) or max_idle <= 0:
+        raise ValueError("max_idle must be a positive number of seconds")
     if timeouts is not None and not isinstance(timeouts, Timeouts):
         raise ValueError("timeouts must be a Timeouts(...)")
     timeouts = timeouts or Timeouts()
@@ -203,6 +206,7 @@ def pool_settings(
             "kwargs": connect_kwargs,
             "open": False,  # opened by the DAL, after a direct connection says why it fails
             "timeout": connect_timeout,
+            "max_idle": float(max_idle),  # connections above min_size idle this long close
             "name": POOL_NAME,
         },
     )

@@ -42,7 +42,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TextIO, cast
 
-from . import completion, embedded, history, keys, schema, transfer, watching
+from . import audit, completion, embedded, flags, history, keys, schema, schemas, transfer, watching
+from . import secrets as secret_keys
 from .arguments import normalize
 from .context import (
     ALL_OUTPUTS,
@@ -94,7 +95,19 @@ examples:
 # Each topic module's add_commands, in the order their commands are listed in --help.
 TOPICS: Final[tuple[AddCommands, ...]] = tuple(
     topic.add_commands
-    for topic in (keys, history, transfer, schema, watching, embedded, completion)
+    for topic in (
+        keys,
+        history,
+        transfer,
+        schema,
+        schemas,
+        watching,
+        flags,
+        secret_keys,
+        audit,
+        embedded,
+        completion,
+    )
 )
 
 
@@ -188,6 +201,11 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
         help="say which database is used even when stderr is not a terminal",
     )
     parser.add_argument("--debug", action="store_true", help="tracebacks and library logs")
+    parser.add_argument(
+        "--reveal",
+        action="store_true",
+        help="show secrets' plaintext (opened with AMIRA_CONFIG_SECRET_KEYS); masked otherwise",
+    )
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -354,7 +372,7 @@ def _parse(
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            return parser.parse_args(normalize(parser, argv))
+            return parser.parse_args(normalize(parser, audit.spell_history_prune(list(argv))))
     except SystemExit as exc:
         text = captured.getvalue()
         text = _scrub(text, secrets) if text else text
@@ -380,6 +398,21 @@ def _check_output(args: argparse.Namespace) -> None:
             import yaml  # noqa: F401
         except ImportError:
             raise UsageError(YAML_MISSING) from None
+
+
+def _reveal(ctx: Context) -> None:
+    """``--reveal``: secrets' plaintext in this command's output, opened with the keyring."""
+    if not getattr(ctx.args, "reveal", False):
+        return
+    keyring = ctx.keyring()
+    if keyring is None:
+        raise UsageError(
+            "--reveal needs the keyring: set AMIRA_CONFIG_SECRET_KEYS or "
+            "AMIRA_CONFIG_SECRET_KEYS_FILE"
+        )
+    from .output import reveal_secrets
+
+    reveal_secrets(keyring)
 
 
 def _render(outcome: Outcome, ctx: Context) -> str:
@@ -451,6 +484,7 @@ def _main(arguments: list[str], topics: Sequence[AddCommands], description: str)
     ctx = Context(args, Style.for_stream(stdout) if table else Style())
     try:
         _check_output(args)
+        _reveal(ctx)
         outcome: Outcome | None = args.run(ctx)
         text = "" if outcome is None else _render(outcome, ctx)
     except KeyboardInterrupt:
@@ -462,6 +496,10 @@ def _main(arguments: list[str], topics: Sequence[AddCommands], description: str)
         return _failed(exc, ctx, secrets, stdout)
     finally:
         ctx.close()
+        if getattr(args, "reveal", False):
+            from .output import reveal_secrets
+
+            reveal_secrets(None)  # for this command only (main may run again in-process)
     if outcome is None:  # a streaming command printed as it went
         return EXIT_OK
     if text:

@@ -81,13 +81,19 @@ def normalize(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]
             break
     if index >= len(words) or words[index] not in commands:
         return words  # no command (or an unknown one): argparse says so
-    command = words[index]
-    sub = commands[command]
+    command = [words[index]]
+    sub = commands[words[index]]
+    rest = words[index + 1 :]
+    # A command with commands of its own (``schema set``): the pair is the command.
+    verbs = _commands(sub)
+    if rest and rest[0] in verbs:
+        command.append(rest[0])
+        sub = verbs[rest[0]]
+        rest = rest[1:]
     arity = _arity(sub)
     slot = sub.get_default(DASH_VALUE_SLOT)
     options: list[str] = []
     positionals: list[str] = []
-    rest = words[index + 1 :]
     position = 0
     after_key = False  # the previous word was the first positional (KEY)
     while position < len(rest):
@@ -125,7 +131,7 @@ def normalize(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]
             positionals.append(word)  # no option of this command: the value it may take
             continue
         options.append(word)  # unknown: argparse reports it
-    result = [*before, command, *options]
+    result = [*before, *command, *options]
     if positionals:
         result += ["--", *positionals]
     return result

@@ -29,6 +29,7 @@ from .output import Style
 
 if TYPE_CHECKING:
     from ..dal import ConfigDAL
+    from ..secrets import Keyring
 
 __all__ = [
     "ACTOR_ENV",
@@ -170,8 +171,18 @@ class Context:
         if self._dal is None:
             from ..dal import ConfigDAL
 
-            self._dal = ConfigDAL(self.conninfo(), min_size=0, max_size=2)
+            self._dal = ConfigDAL(self.conninfo(), min_size=0, max_size=2, keyring=self.keyring())
         return self._dal
+
+    def keyring(self) -> Keyring | None:
+        """The keyring the environment names (``AMIRA_CONFIG_SECRET_KEYS``…), or None."""
+        from ..secrets import Keyring
+        from .values import UsageError
+
+        try:
+            return Keyring.from_env()
+        except ValueError as exc:  # its message names key ids, never keys
+            raise UsageError(f"the secrets keyring: {exc}") from None
 
     def close(self) -> None:
         """Close the pool, if one was opened."""

@@ -49,7 +49,7 @@ __all__ = [
 CONFIRM_ABOVE = 100  # delete --prefix (and import --prune) ask for --yes above this many keys
 # codec.DATA_TYPES, spelled out so that building the parser imports none of the library
 # (tests/unit/test_cli_main.py checks that the two agree).
-DATA_TYPES: Final = ("str", "int", "float", "bool", "json")
+DATA_TYPES: Final = ("str", "int", "float", "bool", "json", "secret", "flag")
 ENTRY_HEADERS: Final = ["KEY", "TYPE", "VERSION", "UPDATED_AT", "UPDATED_BY", "VALUE"]
 
 

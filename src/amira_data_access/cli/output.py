@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from ..entries import ConfigEntry, ConfigRevision
+    from ..secrets import Keyring
 
 __all__ = [
     "MAX_CELL",
@@ -33,6 +34,7 @@ __all__ = [
     "render_entry",
     "render_revision",
     "render_table",
+    "reveal_secrets",
     "revision_to_json",
     "rolled_back_to",
     "to_json",
@@ -104,20 +106,48 @@ def to_yaml(document: Any) -> str:
     return text.rstrip("\n")
 
 
+# Spelled out (secrets.SECRET_TYPE, secrets.MASK): building the parser imports no library.
+_SECRET = "secret"  # noqa: S105  # a data type name
+MASK = "••••••"
+_TEXT_TYPES = ("str", _SECRET)  # shown as text, not as JSON
+
+
+class _Revealing:
+    """The keyring ``--reveal`` opens secrets with, for the one command being run."""
+
+    keyring: Keyring | None = None
+
+
+def reveal_secrets(keyring: Keyring | None) -> None:
+    """Show secrets' plaintext (opened with ``keyring``) until called again with None.
+
+    Set by ``--reveal`` for one command (and reset by ``main`` after it); without it,
+    every output shows :data:`MASK` for a secret.
+    """
+    _Revealing.keyring = keyring
+
+
 def visible_value(key: str, value: Any, data_type: str) -> Any:
     """The value of ``key`` as the command line shows it to a person or a shell.
 
-    The one place where secret values will be masked (there are no secret keys
-    yet): every value shown by ``watch``, in tables and by ``-o value``/``-o env``
-    goes through here.
+    The one place where secret values are masked: every value shown by ``get``,
+    ``list``, ``history``, ``watch``, in tables, JSON/YAML documents and by
+    ``-o value``/``-o env`` goes through here. A secret is :data:`MASK`, or its
+    plaintext with ``--reveal``.
     """
-    del key, data_type  # what a secret will be decided from
-    return value
+    if data_type != _SECRET:
+        return value
+    keyring = _Revealing.keyring
+    if keyring is None:
+        return MASK
+    from ..secrets import SealedSecret
+
+    return keyring.open(key, value) if isinstance(value, SealedSecret) else MASK
 
 
 def bare_value(value: Any, data_type: str) -> str:
     """``-o value``: text as is, everything else as compact JSON on one line."""
-    if data_type == "str" and isinstance(value, str):
+    if data_type in _TEXT_TYPES and isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -151,14 +181,14 @@ def env_lines(items: Iterable[tuple[str, Any, str]]) -> str:
 
 def pretty_value(value: Any, data_type: str) -> str:
     """A value for a person: text as is, everything else as indented JSON."""
-    if data_type == "str" and isinstance(value, str):
+    if data_type in _TEXT_TYPES and isinstance(value, str):
         return value
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
 
 def compact_value(value: Any, data_type: str, width: int = MAX_CELL) -> str:
     """A value on one line for a table cell, cut to ``width`` characters."""
-    if data_type == "str" and isinstance(value, str):
+    if data_type in _TEXT_TYPES and isinstance(value, str):
         text = value
     else:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
@@ -171,7 +201,7 @@ def entry_to_json(entry: ConfigEntry) -> dict[str, Any]:
     """A stored entry as a JSON object (times at full precision)."""
     return {
         "key": entry.key,
-        "value": entry.value,
+        "value": visible_value(entry.key, entry.value, entry.data_type),
         "data_type": entry.data_type,
         "description": entry.description,
         "version": entry.version,
@@ -188,7 +218,7 @@ def revision_to_json(revision: ConfigRevision) -> dict[str, Any]:
         "version": revision.version,
         "revision": revision.revision,
         "operation": revision.operation,
-        "value": revision.value,
+        "value": visible_value(revision.key, revision.value, revision.data_type),
         "data_type": revision.data_type,
         "description": revision.description,
         "changed_by": revision.changed_by,
@@ -212,8 +242,28 @@ def rolled_back_to(reason: str | None) -> int | None:
 
 
 def entry_document(value: Any, data_type: str, description: str | None) -> dict[str, Any]:
-    """The ``{value, data_type, description}`` shape shared by export, import and diff."""
+    """The ``{value, data_type, description}`` shape shared by export, import and diff.
+
+    A secret's value is its sealed envelope (a JSON object of base64 ciphertext): what
+    ``export`` writes and ``import`` takes back, never the plaintext (``--reveal`` or
+    not); ``diff`` shows it masked (:func:`unified_diff`).
+    """
+    if data_type == _SECRET and hasattr(value, "document"):
+        value = value.document()
     return {"value": value, "data_type": data_type, "description": description}
+
+
+def _masked_document(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A document whose secret shows as the mask, its key id and a digest of its ciphertext
+    (which tells two envelopes apart, and nothing of the plaintext)."""
+    value = document.get("value")
+    if document.get("data_type") != _SECRET or not isinstance(value, dict):
+        return document
+    import hashlib
+
+    digest = hashlib.sha256(str(value.get("ct", "")).encode()).hexdigest()[:12]
+    shown = f"{MASK} (key id {value.get('kid')}, ciphertext {digest})"
+    return {**document, "value": shown}
 
 
 def render_table(
@@ -289,7 +339,7 @@ def _render_fields(fields: Sequence[tuple[str, str]], style: Style | None) -> st
 def _document_lines(document: Mapping[str, Any] | None) -> list[str]:
     if document is None:
         return []
-    text = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True)
+    text = json.dumps(_masked_document(document), indent=2, ensure_ascii=False, sort_keys=True)
     return [line + "\n" for line in text.split("\n")]
 
 

@@ -286,12 +286,20 @@ def cmd_import(ctx: Context) -> Outcome:
             )
         if not args.dry_run:
             who, reason = actor(ctx), args.reason
+            # The file's schemas first, in the same transaction, so that its values are
+            # checked against them; forced, then checked below once the values are in
+            # (a stored value the file replaces may violate the new schema).
+            schematic = [item for item in items if item.schema is not None]
+            for item in schematic:
+                tx.set_schema(item.key, item.schema, prefix=False, updated_by=who, force=True)
             # One statement per key (not set_many): a refusal by the database then
             # names the entry it refused; all of them are still one transaction.
             for plan in changes:
                 tx.set(
                     plan.item.key,
-                    plan.after["value"],
+                    # The item's own value: for a secret its SealedSecret (after holds the
+                    # envelope's document, for the diff).
+                    plan.item.value if plan.data_type == "secret" else plan.after["value"],
                     data_type=plan.data_type,
                     description=plan.item.description,
                     updated_by=who,
@@ -304,7 +312,19 @@ def cmd_import(ctx: Context) -> Outcome:
                     reason=reason,
                     expected_count=len(pruned[start : start + _BATCH]),
                 )
+            _refuse_violations(tx, [item.key for item in schematic])
     return _import_outcome(ctx, changes, unchanged, pruned, current, source)
+
+
+def _refuse_violations(tx: Any, keys: list[str]) -> None:
+    """Roll the import back if a key given a schema holds a value that violates it."""
+    from ..schemas import SchemaViolationError, describe
+
+    found = [
+        violation for key in keys for violation in tx.check_schemas(key) if violation.key == key
+    ]
+    if found:
+        raise SchemaViolationError(f"import: {describe(found)}; nothing was written", found)
 
 
 def _import_outcome(

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 FileFormat = Literal["json", "yaml"]
-ENTRY_FIELDS = frozenset({"value", "data_type", "description"})
+ENTRY_FIELDS = frozenset({"value", "data_type", "description", "schema"})
 YAML_MISSING = "YAML needs PyYAML: pip install 'amira-data-access[yaml]'"
 
 
@@ -65,7 +65,7 @@ def parse_value(text: str, data_type: str) -> Any:
 
     if data_type not in DATA_TYPES:
         raise UsageError(f"unknown type {data_type!r}: choose from {', '.join(DATA_TYPES)}")
-    if data_type == "str":
+    if data_type in ("str", "secret"):  # a secret is text, sealed by the store
         return text
     try:
         return json.loads(text, parse_constant=_refuse_constant)
@@ -102,6 +102,7 @@ class ImportEntry:
     value: Any
     data_type: DataType | None
     description: str | None
+    schema: Any = None  # a JSON Schema to attach to the key (None: leave its schema alone)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -160,19 +161,32 @@ def _parse_entry(key: object, fields: object) -> ImportEntry:
     unknown = sorted(str(name) for name in fields if name not in ENTRY_FIELDS)
     if unknown:
         raise UsageError(
-            f"unknown field(s) {', '.join(unknown)} (allowed: value, data_type, description)"
+            f"unknown field(s) {', '.join(unknown)} "
+            "(allowed: value, data_type, description, schema)"
         )
     if "value" not in fields:
         raise UsageError("has no value")
     data_type = fields.get("data_type")
     if data_type is not None and data_type not in DATA_TYPES:
         raise UsageError(f"data_type {data_type!r} is not one of {', '.join(DATA_TYPES)}")
-    prepared = prepare_value(fields["value"], data_type)  # the library's own checks
+    value = fields["value"]
+    if data_type == "secret":
+        # What export wrote: the sealed envelope, imported as is (bound to its key).
+        from ..secrets import sealed_from_document
+
+        value = sealed_from_document(value, checked_key)
+    prepared = prepare_value(value, data_type)  # the library's own checks
+    schema = fields.get("schema")
+    if schema is not None:
+        from ..schemas import check_schema_document
+
+        check_schema_document(schema, checked_key)
     return ImportEntry(
         key=checked_key,
         value=prepared.value,
         data_type=prepared.data_type if data_type is not None else None,
         description=validate_description(fields.get("description")),
+        schema=schema,
     )
 
 

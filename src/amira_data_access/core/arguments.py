@@ -25,7 +25,8 @@ from ..codec import (
     validate_stored_key,
 )
 from ..entries import ConfigItem
-from ..errors import InvalidConfigurationError
+from ..errors import InvalidConfigurationError, SecretUnavailableError
+from ..secrets import SECRET_TYPE, Keyring, SealedSecret
 
 __all__ = [
     "MAX_BATCH",
@@ -65,13 +66,16 @@ def write_params(
     description: str | None,
     updated_by: str,
     limits: ValueLimits = DEFAULT_LIMITS,
+    keyring: Keyring | None = None,
 ) -> dict[str, Any]:
     """Validate one write (the value within ``limits``) and return the parameters of
-    ``upsert_configuration``."""
+    ``upsert_configuration``. A secret's plaintext is sealed here, with ``keyring``."""
     validate_key(key)
     try:
         validate_actor(updated_by)
         validate_description(description)
+        if data_type == SECRET_TYPE and not isinstance(value, SealedSecret):
+            value = seal(key, value, keyring)
         prepared = prepare_value(value, data_type, limits=limits)
     except InvalidConfigurationError as exc:
         raise InvalidConfigurationError(f"config.set {key!r}: {exc}") from None
@@ -84,6 +88,16 @@ def write_params(
         "description": description,
         "updated_by": updated_by,
     }
+
+
+def seal(key: str, plaintext: object, keyring: Keyring | None) -> SealedSecret:
+    """``plaintext`` sealed as the secret of ``key``, or the refusal (no keyring, not a str)."""
+    if keyring is None:
+        raise SecretUnavailableError(
+            f"config.set {key!r}: writing a secret needs a store given a keyring "
+            "(keyring=Keyring(...), or AMIRA_CONFIG_SECRET_KEYS in the environment)"
+        )
+    return keyring.seal(key, plaintext)  # type: ignore[arg-type]  # seal() checks it is a str
 
 
 def list_params(prefix: str, after: str | None, limit: int) -> dict[str, Any]:

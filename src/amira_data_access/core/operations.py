@@ -8,8 +8,10 @@ and translates a failure. The sync DAL, the async DAL, their caches and the
 in-memory stores all drive these same generators (see :mod:`.running`), so
 they cannot disagree on validation, results, errors or logs.
 
-Each operation sends one statement, so each call is one round trip (and one
-transaction, hence one history revision, for a write).
+Each read sends one statement, so each call is one round trip. A write first
+reads the JSON Schema revision (:func:`.schema_operations.enforce`: a second
+small round trip, plus the schemas when they changed), then sends one statement:
+one transaction, hence one history revision.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from .arguments import (
     write_params,
 )
 from .running import UNSET, Context, Operation, Steps
+from .schema_operations import enforce, load_schemas, refuse
 from .statements import DeletedKeyRow
 from .statements import Statements as Q
 
@@ -89,7 +92,7 @@ def get(ctx: Context, key: str, default: Any) -> Steps[Any]:
             op.outcome = "miss"
             return ctx.defaults.get(key) if default is UNSET else default
         op.outcome = "hit"
-        return _read_one(op, lambda: decode_value(row[0], row[1], key))
+        return ctx.reveal(key, _read_one(op, lambda: decode_value(row[0], row[1], key)))
 
 
 def get_entry(ctx: Context, key: str) -> Steps[ConfigEntry | None]:
@@ -110,7 +113,7 @@ def get_many(ctx: Context, keys: Iterable[str]) -> Steps[dict[str, Any]]:
             _read_all(op, rows, lambda row: (row[0], decode_value(row[1], row[2], row[0])), dict)
         )
         op.note(requested=len(wanted), found=len(found))
-        return found
+        return {key: ctx.reveal(key, value) for key, value in found.items()}
 
 
 def get_entries(ctx: Context, keys: Iterable[str]) -> Steps[dict[str, ConfigEntry]]:
@@ -161,7 +164,7 @@ def get_at(ctx: Context, key: str, when: datetime) -> Steps[Any]:
             op.outcome = "absent"
             return None
         op.outcome = "hit"
-        return _read_one(op, lambda: decode_value(row[1], row[2], key))
+        return ctx.reveal(key, _read_one(op, lambda: decode_value(row[1], row[2], key)))
 
 
 def snapshot_at(ctx: Context, when: datetime, prefix: str) -> Steps[dict[str, Any]]:
@@ -174,7 +177,7 @@ def snapshot_at(ctx: Context, when: datetime, prefix: str) -> Steps[dict[str, An
             _read_all(op, rows, lambda row: (row[0], decode_value(row[1], row[2], row[0])), dict)
         )
         op.note(count=len(snapshot))
-        return snapshot
+        return {key: ctx.reveal(key, value) for key, value in snapshot.items()}
 
 
 # -- writes ----------------------------------------------------------------------------
@@ -200,11 +203,13 @@ def set_value(
             description=description,
             updated_by=updated_by,
             limits=ctx.limits,
+            keyring=ctx.keyring,
         )
         params["reason"] = validate_reason(reason)
         if expected_version is not None:
             validate_version(expected_version, "expected_version", minimum=0)
         op.note(updated_by=updated_by)
+        yield from enforce(op, ctx, [(key, params["value"].obj)])
 
         if expected_version is None:
             entry = entry_from_row((yield from op.sql(Q.upsert_configuration, **params)))
@@ -261,9 +266,11 @@ def set_default(
             description=description,
             updated_by=updated_by,
             limits=ctx.limits,
+            keyring=ctx.keyring,
         )
         params["data_type"] = params.pop("inferred_type")
         params["reason"] = None
+        yield from enforce(op, ctx, [(key, params["value"].obj)])
         for _ in range(_INSERT_RACE_ATTEMPTS):
             # Safe to send again after a lost connection: the second try finds what
             # the first inserted, and the answer ("the stored entry") is the same.
@@ -299,9 +306,11 @@ def set_many(
                 description=item.description,
                 updated_by=updated_by,
                 limits=ctx.limits,
+                keyring=ctx.keyring,
             )
             for item in batch
         ]
+        yield from enforce(op, ctx, [(p["key"], p["value"].obj) for p in prepared])
         rows = yield from op.sql(
             Q.upsert_configurations,
             keys=[p["key"] for p in prepared],
@@ -436,6 +445,7 @@ def rollback(
         validate_actor(updated_by)
         reason = validate_reason(reason)
         op.note(to_version=to_version)
+        yield from _enforce_rollback(op, ctx, key, to_version)
         row = yield from op.sql(
             Q.rollback_configuration,
             key=key,
@@ -453,6 +463,18 @@ def rollback(
         op.wrote(entry)
         op.note(version=entry.version)
         return entry
+
+
+def _enforce_rollback(op: Operation, ctx: Context, key: str, to_version: int) -> Steps[None]:
+    """A rollback writes what ``to_version`` held: refused if a schema of the key refuses it
+    now (the old value is read only when a schema applies)."""
+    registry = yield from load_schemas(op, ctx.schemas)
+    if not registry.applicable(key):
+        return
+    rows = yield from op.sql(Q.list_history, key=key, limit=1, before_version=to_version + 1)
+    if rows and rows[0][2] == to_version and rows[0][3] != "delete":
+        value = _read_one(op, lambda: decode_value(rows[0][4], rows[0][5], key))
+        refuse(op, registry, f"{op.name} {key!r} to version {to_version}", [(key, value)])
 
 
 # -- values that cannot be read ---------------------------------------------------------

@@ -39,11 +39,14 @@ from ..errors import (
     DatabaseUnreachable,
     InvalidConfigurationError,
     OutcomeUnknownError,
+    SecretUnavailableError,
     first_line,
     scrub,
     translate,
 )
 from ..logging import get_logger, is_enabled
+from ..schemas import SchemaRegistry
+from ..secrets import Keyring, SealedSecret
 from .retry import NO_RETRY, RetryPolicy
 from .statements import Statement, Statements, statement
 
@@ -107,10 +110,28 @@ class Context:
     defaults: Mapping[str, Any] = field(default_factory=dict)  # register_defaults()
     observer: WriteObserver | None = None
     limits: ValueLimits = DEFAULT_LIMITS  # how large and deep a value written may be
+    keyring: Keyring | None = None  # seals and opens data_type "secret" (None: cannot)
+    # The JSON Schemas writes are checked against; shared with derived contexts.
+    schemas: SchemaRegistry = field(default_factory=SchemaRegistry)
 
     def operation(self, name: str, key: str | None = None, *, level: str = "debug") -> Operation:
         """The one log event (and error translation) of a call: ``with ctx.operation(…) as op``."""
         return Operation(self, name, key, level)
+
+    def reveal(self, key: str, value: Any) -> Any:
+        """``value`` (read for ``key``) as ``get`` returns it: a secret opened with the keyring.
+
+        Raises :class:`~amira_data_access.errors.SecretUnavailableError` for a secret
+        without a keyring, or that does not open with it.
+        """
+        if value.__class__ is not SealedSecret:
+            return value
+        if self.keyring is None:
+            raise SecretUnavailableError(
+                f"{key!r} is a secret and this store was given no keyring "
+                "(keyring=Keyring(...), or AMIRA_CONFIG_SECRET_KEYS in the environment)"
+            )
+        return self.keyring.open(key, value)
 
     def derive(self, **changes: Any) -> Context:
         """This context with some fields replaced (a transaction's: no retries, its observer)."""
@@ -256,6 +277,20 @@ class Operation:
             raise error from exc
         if isinstance(exc, ConfigurationAccessError):
             self._log_failure(exc)
+        elif self._sent and isinstance(exc, _SHAPE_ERRORS):
+            # Rows not shaped as the query's SQL says: seen through a transaction-mode
+            # pooler with prepared statements on (another statement's rows under our
+            # name). Never let the raw ValueError out of the hierarchy.
+            detail = scrub(first_line(exc), self._context.secrets)
+            subject = self.name if self.key is None else f"{self.name} {self.key!r}"
+            error = ConfigurationAccessError(
+                f"{subject}: the database answered with rows not shaped like "
+                f"this query's ({type(exc).__name__}: {detail}); "
+                "behind a pooler in transaction mode, turn prepared statements off "
+                "(prepared_statements=False)"
+            )
+            self._log_error(error)
+            raise error from exc
 
     def _log_failure(self, error: ConfigurationAccessError) -> None:
         fields = self._fields or {}
@@ -290,6 +325,10 @@ class Operation:
             sqlstate=getattr(exc, "sqlstate", None),
             error=scrub(first_line(exc), self._context.secrets),
         )
+
+
+# What decoding rows of an unexpected shape raises (unpacking, indexing, converting).
+_SHAPE_ERRORS: Final = (ValueError, TypeError, IndexError, KeyError, AttributeError)
 
 
 def _lost_after_sending(exc: BaseException, error: ConfigurationAccessError) -> bool:

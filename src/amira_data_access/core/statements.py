@@ -33,6 +33,9 @@ __all__ = [
     "KeyValueRow",
     "QueryInfo",
     "RevisionRow",
+    "SchemaListRow",
+    "SchemaRevisionRow",
+    "SchemaRow",
     "Statement",
     "Statements",
     "checked_queries",
@@ -51,6 +54,11 @@ AppliedEntryRow = tuple[bool, str, Any, str, str | None, int, datetime, datetime
 KeyValueRow = tuple[str, Any, str]
 DeletedKeyRow = tuple[str, bool]
 RevisionRow = tuple[int, str, int, str, Any, str, str | None, str, datetime, str | None]
+# queries/schemas.sql: (target, kind, schema, description, version, updated_by, updated_at),
+# and list_schemas's rows, the revision first (a schema's fields None when there is none).
+SchemaRow = tuple[str, str, Any, str | None, int, str, datetime]
+SchemaListRow = tuple[Any, ...]
+SchemaRevisionRow = tuple[int, str, Any, str, datetime, int]
 
 
 class Statements(Protocol):
@@ -175,6 +183,36 @@ class Statements(Protocol):
     ) -> EntryRow | None: ...
 
     def server_health(self, conn: Any, /) -> tuple[str, bool]: ...
+
+    # queries/schemas.sql
+
+    def get_schema_revision(self, conn: Any, /) -> int: ...
+
+    def list_schemas(self, conn: Any, /) -> list[SchemaListRow]: ...
+
+    def upsert_schema(
+        self,
+        conn: Any,
+        /,
+        *,
+        target: str,
+        kind: str,
+        schema: Jsonb,
+        description: str | None,
+        updated_by: str,
+    ) -> SchemaRow: ...
+
+    def delete_schema(
+        self, conn: Any, /, *, target: str, kind: str, deleted_by: str
+    ) -> list[tuple[str]]: ...
+
+    def list_schema_history(
+        self, conn: Any, /, *, target: str, kind: str
+    ) -> list[SchemaRevisionRow]: ...
+
+    # queries/snapshots.sql
+
+    def list_snapshot_rows(self, conn: Any, /) -> list[tuple[Any, ...]]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,25 +34,41 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
-from .._compat import in_thread
+import psycopg
+
+from .._compat import call_soon, current_loop, in_thread
 from ..core import operations as ops
+from ..core import schema_operations as schema_ops
 from ..core.arguments import key_list
 from ..core.retry import NO_RETRY
 from ..core.running import UNSET, Context
 from ..dal import ConfigDAL, ConfigTransaction
-from ..entries import ConfigEntry, Health
-from ..errors import DatabaseConnectionError, InvalidConfigurationError
+from ..entries import ConfigChange, ConfigEntry, Health
+from ..errors import (
+    ChangeFeedUnavailableError,
+    ConfigurationAccessError,
+    DatabaseConnectionError,
+    InvalidConfigurationError,
+)
 from ..logging import get_logger
 from .cache_state import ABSENT, FORGET, MISS, ConfigCache
+from .listener import ChangeFeed
+from .snapshot import Snapshot, SnapshotError, load_snapshot, snapshot_from_rows, write_snapshot
 from .streams import Subscription
+
+if TYPE_CHECKING:
+    from ..flags import FlagEvaluation
 
 __all__ = ["CachedConfigDAL"]
 
 _FEED_WAIT_SECONDS: Final = 5.0
+_EntryList = list[ConfigEntry]  # ``list`` is also a method name in the class
+_KeyList = list[str]
 
 
 class _CacheWrites:
@@ -92,16 +108,44 @@ class CachedConfigDAL(ConfigDAL):
     would cost more than the hit); :meth:`health` reports size and age.
     """
 
-    def __init__(self, dsn: str, **options: Any) -> None:
+    def __init__(self, dsn: str, *, snapshot: str | Path | None = None, **options: Any) -> None:
+        # A cache serving from memory needs no pooled connection sitting idle: in a
+        # fleet each one is a server connection (issue 19: 50 processes needed 101).
+        options.setdefault("min_size", 0)
+        options.setdefault("max_idle", 60.0)
         super().__init__(dsn, **options)
         self._cache = ConfigCache()
         self._context.observer = _CacheWrites(self._cache)
         self._subscription: Subscription | None = None
         self._serving_stale = False  # logged once when it starts, once when it ends
+        # The last-known-good snapshot (see .snapshot): its file, and what it holds.
+        self._snapshot_path = Path(snapshot) if snapshot is not None else None
+        self._snapshot: Snapshot | None = None
+        self._from_snapshot = False  # reads are being answered from the snapshot
+        self._snapshot_revision = -1
+        self._snapshot_subscription: Subscription | None = None
+        self._snapshot_loop: Any = None
 
     def open(self) -> None:
-        """Open the pool and start the change feed that keeps the cache fresh."""
-        super().open()
+        """Open the pool and start the change feed that keeps the cache fresh.
+
+        With ``snapshot=PATH``: the snapshot is written now and after every change, and
+        if the database cannot be reached here, the store starts from the snapshot
+        instead of failing (:class:`~amira_data_access.feed.snapshot.SnapshotError` if
+        the file is corrupt or modified) and goes back to the database when it answers.
+        """
+        try:
+            super().open()
+        except DatabaseConnectionError as exc:
+            if self._snapshot_path is None or self._closed:
+                raise
+            self._start_from_snapshot(exc)
+            return
+        self._follow()
+        if self._snapshot_path is not None:
+            self._start_snapshots()
+
+    def _follow(self) -> None:
         feed = self._change_feed()
         with self._feed_lock:
             if self._subscription is not None:
@@ -110,11 +154,89 @@ class CachedConfigDAL(ConfigDAL):
             # that nobody will announce again: drop them when it first syncs, and
             # drop what other callers filled before this subscription existed.
             feed.on_first_sync(self._cache.reset)
+            if isinstance(feed, ChangeFeed):
+                # Re-read changed keys the cache holds in one query per change set, on
+                # the listener's connection, instead of one miss per key afterwards.
+                feed.refresh_keys = self._cache.cached_keys
+                feed.refreshed = self._refreshed
             self._subscription = feed.subscribe(self._cache.changed)
             self._cache.reset()
         # Serve from cache as soon as the feed is live; until then reads go to
         # the database, so not waiting long here is safe.
-        in_thread(feed.wait_connected, _FEED_WAIT_SECONDS)
+        try:
+            in_thread(feed.wait_connected, _FEED_WAIT_SECONDS)
+        except ChangeFeedUnavailableError:
+            # A cache that can never be fresh is a misconfiguration (a standby, a
+            # transaction pooler: see listen_dsn): fail, releasing the pool, since
+            # ``with`` will not call close() when open() raises.
+            self.close()
+            raise
+
+    def _refreshed(self, entries: dict[str, ConfigEntry | None]) -> None:
+        """Entries the feed read back after a change (on its thread): keep the new ones."""
+        for key, entry in entries.items():
+            self._cache.written(key, FORGET if entry is None else entry)
+
+    # -- the last-known-good snapshot -------------------------------------------------
+
+    def _start_from_snapshot(self, exc: DatabaseConnectionError) -> None:
+        """The database is unreachable at start-up: answer from the snapshot file."""
+        assert self._snapshot_path is not None
+        try:
+            snapshot = in_thread(load_snapshot, self._snapshot_path)
+        except SnapshotError as refused:
+            raise refused from exc
+        self._snapshot, self._from_snapshot = snapshot, True
+        cause = exc.__cause__
+        if isinstance(cause, psycopg.Error):
+            # Known down from now on: reads fail over at once, a probe notices the return.
+            in_thread(self._reachability.failed, cause)
+        get_logger().warning(
+            "config.open",
+            outcome="snapshot",
+            revision=snapshot.revision,
+            age_seconds=snapshot.age_seconds(),
+            error=str(exc),
+        )
+
+    def _start_snapshots(self) -> None:
+        """Write the snapshot now, and again after each committed revision."""
+        self._snapshot_loop = current_loop()
+        feed = self._change_feed()
+        with self._feed_lock:
+            if self._snapshot_subscription is None:
+                self._snapshot_subscription = feed.subscribe(self._snapshot_changed)
+        self._refresh_snapshot()
+
+    def _snapshot_changed(self, change: ConfigChange) -> None:
+        if change.revision != self._snapshot_revision:  # one refresh per revision
+            self._snapshot_revision = change.revision
+            call_soon(self._snapshot_loop, self._refresh_snapshot_logged)
+
+    def _refresh_snapshot(self) -> None:
+        """Read every row (one statement) and replace the snapshot file with them."""
+        assert self._snapshot_path is not None
+        revision, rows = self._run(schema_ops.snapshot_rows)
+        snapshot = snapshot_from_rows(revision, rows)
+        in_thread(write_snapshot, self._snapshot_path, snapshot)
+        self._snapshot = snapshot
+        if self._from_snapshot:
+            self._from_snapshot = False
+            get_logger().info("config.open", outcome="caught_up", revision=revision)
+
+    def _refresh_snapshot_logged(self) -> None:
+        try:
+            self._refresh_snapshot()
+        except (ConfigurationAccessError, OSError) as exc:
+            # Kept: the previous file is whole (atomic replace); the next change retries.
+            get_logger().warning("config.snapshot", outcome="not_written", error=str(exc))
+
+    def _snapshot_entry(self, key: str) -> ConfigEntry | object | None:
+        """The snapshot's entry of ``key`` (None: absent then), or MISS without a snapshot."""
+        snapshot = self._snapshot
+        if snapshot is None or not isinstance(key, str):
+            return MISS
+        return snapshot.entry(key)
 
     def _feed_live(self) -> bool:
         feed = self._feed
@@ -132,7 +254,8 @@ class CachedConfigDAL(ConfigDAL):
             if value is ABSENT:
                 return self._default_for(key, default)
             if value is not MISS:
-                return value
+                # The cache holds a secret's envelope only: it is opened at each read.
+                return self._context.reveal(key, value)
         try:
             entry = self._read_entry(key)
         except DatabaseConnectionError as exc:  # unreachable, and the key was never cached
@@ -140,7 +263,21 @@ class CachedConfigDAL(ConfigDAL):
                 raise
             self._warn_stale(key, exc)
             return self._default_for(key, default)
-        return self._default_for(key, default) if entry is None else entry.value
+        if entry is None:
+            return self._default_for(key, default)
+        return self._context.reveal(key, entry.value)
+
+    def list(self, prefix: str = "", *, after: str | None = None, limit: int = 100) -> _EntryList:
+        """The DAL's ``list``; from the snapshot while the database cannot be reached."""
+        try:
+            return super().list(prefix, after=after, limit=limit)
+        except DatabaseConnectionError as exc:
+            snapshot = self._snapshot
+            if snapshot is None:
+                raise
+            self._warn_stale(prefix, exc)
+            entries = [e for e in snapshot.entries(prefix) if after is None or e.key > after]
+            return entries[:limit]
 
     def get_entry(self, key: str) -> ConfigEntry | None:
         """The entry of ``key``, from the cache when it is fresh."""
@@ -152,6 +289,23 @@ class CachedConfigDAL(ConfigDAL):
             if cached is not MISS:
                 return cached  # type: ignore[return-value]  # ConfigEntry | None here
         return self._read_entry(key)
+
+    def evaluate(
+        self, flag: str, context: Mapping[str, Any] | None = None, default: Any = None
+    ) -> FlagEvaluation:
+        """:meth:`ConfigDAL.evaluate`; a flag compiled at the cached version is evaluated
+        without copying its document out of the cache (the copy cost more than the rules)."""
+        if self._feed_live() and (context is None or isinstance(context, Mapping)):
+            try:
+                stamp = self._cache.stamp(flag)
+            except TypeError:  # unhashable: refused by the evaluation below
+                stamp = None
+            if stamp is not None and stamp[2] == "flag":
+                flags = self._flags()
+                compiled = flags.compiled_at(flag, stamp[0], stamp[1])
+                if compiled is not None:
+                    return flags.evaluate_compiled(compiled, flag, stamp[0], context, default)
+        return super().evaluate(flag, context, default)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The values of ``keys``: cached ones from memory, the rest in one round trip."""
@@ -173,7 +327,7 @@ class CachedConfigDAL(ConfigDAL):
                 found[key] = value
         if missing:
             found.update(self._read_many(missing))
-        return {key: found[key] for key in wanted if key in found}
+        return {key: self._context.reveal(key, found[key]) for key in wanted if key in found}
 
     def _read_entry(self, key: str) -> ConfigEntry | None:
         """Read through to the database and fill the cache; stale cached entry if unreachable."""
@@ -183,6 +337,8 @@ class CachedConfigDAL(ConfigDAL):
         except DatabaseConnectionError as exc:
             cached = self._cache.entry(key)
             if cached is MISS:
+                cached = self._snapshot_entry(key)
+            if cached is MISS:
                 raise
             self._warn_stale(key, exc)
             return cached  # type: ignore[return-value]  # ConfigEntry | None here
@@ -191,7 +347,7 @@ class CachedConfigDAL(ConfigDAL):
         self._fresh_again()
         return entry
 
-    def _read_many(self, keys: list[str]) -> dict[str, Any]:
+    def _read_many(self, keys: _KeyList) -> dict[str, Any]:
         generations = {key: self._generation(key) for key in keys}
         try:
             entries = self._run(ops.get_entries, keys)
@@ -199,6 +355,8 @@ class CachedConfigDAL(ConfigDAL):
             stale: dict[str, Any] = {}
             for key in keys:
                 entry = self._cache.entry(key)
+                if entry is MISS:
+                    entry = self._snapshot_entry(key)
                 if entry is MISS:
                     raise
                 if isinstance(entry, ConfigEntry):
@@ -265,7 +423,14 @@ class CachedConfigDAL(ConfigDAL):
         age = None
         if feed is not None and feed.last_sync is not None:
             age = round(time.monotonic() - feed.last_sync, 3)
-        return dataclasses.replace(report, cache_size=len(self._cache), cache_age_seconds=age)
+        snapshot = self._snapshot
+        return dataclasses.replace(
+            report,
+            cache_size=len(self._cache),
+            cache_age_seconds=age,
+            snapshot_age_seconds=snapshot.age_seconds() if snapshot is not None else None,
+            serving_from_snapshot=self._from_snapshot,
+        )
 
     def close(self) -> None:
         """Stop the cache's subscription, close the DAL, and forget every cached entry.
@@ -275,5 +440,8 @@ class CachedConfigDAL(ConfigDAL):
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             subscription.close()
+        snapshots, self._snapshot_subscription = self._snapshot_subscription, None
+        if snapshots is not None:
+            snapshots.close()
         super().close()
         self._cache.reset()

@@ -19,13 +19,15 @@ from typing import Any, Final
 
 from ..codec import DATA_TYPES, DataType
 from ..entries import ConfigChange, ConfigEntry
+from ..secrets import SealedSecret
 
 __all__ = ["ABSENT", "FORGET", "MISS", "ConfigCache"]
 
 MISS: Final = object()  # not cached
 ABSENT: Final = object()  # cached: the key does not exist
 FORGET: Final = object()  # written(): drop the key, its new version is not known here
-_IMMUTABLE: Final = (str, int, float, bool, type(None))
+# SealedSecret: frozen, and a secret is cached as its envelope only (opened at each get).
+_IMMUTABLE: Final = (str, int, float, bool, type(None), SealedSecret)
 _ACTORS_KEPT: Final = 10_000  # distinct actor names stored once each
 
 # A cached row: (value, version, data_type, description, created_at, updated_at,
@@ -67,6 +69,15 @@ class ConfigCache:
         # marshal.loads only ever reads what _row() dumped in this process: not untrusted input.
         return marshal.loads(value) if type(value) is bytes else value  # noqa: S302
 
+    def stamp(self, key: str) -> tuple[int, datetime, DataType] | None:
+        """The cached version, ``updated_at`` and data type of ``key``, without copying its
+        value; None if not cached (or known absent). For the flag evaluation's shortcut."""
+        row = self._items.get(key, MISS)
+        if row is MISS or row is ABSENT:
+            return None
+        cached: _Row = row  # type: ignore[assignment]  # neither MISS nor ABSENT: a row
+        return cached[1], cached[5], cached[2]
+
     def entry(self, key: str) -> ConfigEntry | object | None:
         """The cached entry of ``key`` (a copy if mutable), None if known absent, or ``MISS``."""
         row = self._items.get(key, MISS)
@@ -92,6 +103,11 @@ class ConfigCache:
     def generation(self, key: str) -> tuple[int, int]:
         """The key's generation now; pass it to :meth:`fill` after reading the database."""
         return self._epoch, self._generations.get(key, 0)
+
+    def cached_keys(self, keys: set[str]) -> list[str]:
+        """Those of ``keys`` held now (present or known absent): what a change re-reads."""
+        items = self._items
+        return [key for key in keys if key in items]
 
     def fill(self, key: str, entry: ConfigEntry | None, generation: tuple[int, int]) -> None:
         """Store what a read found, unless anything about the key moved while it was in flight."""

@@ -21,6 +21,27 @@ that commits later with a lower number, and nothing is delivered twice. On
 (re)connect the feed LISTENs first and reads second, so a commit falls either in
 the read or after the LISTEN, where its doorbell rings.
 
+Where a feed refuses to run, and how it knows it hears
+------------------------------------------------------
+A standby cannot LISTEN (``cannot execute LISTEN during recovery``) and a
+pooler in transaction mode hands the LISTEN to a server connection it then
+gives to other clients, so the listener would never hear a change. Each
+connection first asks who serves it (:mod:`~amira_data_access.backends.pooler`):
+on a standby, or behind a transaction-mode pooler, the feed stops with a
+:class:`~amira_data_access.errors.ChangeFeedUnavailableError` that ``watch()``,
+``subscribe()`` and the cache's ``open()`` raise, instead of reconnecting
+forever (one process opened 135 sessions in 15 s that way). The backoff between
+attempts starts over only once a connection has listened, resynced and heard
+its own heartbeat: a connection that succeeds and then fails at once is still
+a failure.
+
+The heartbeat: whenever the connection has heard nothing for a while, the
+listener notifies itself on a channel of its own and expects to hear it back.
+If it does not, notifications are not arriving (whatever the reason: a pooler
+the probe missed, a proxy), so the feed is marked not live (the cache stops
+serving from memory, ``health()`` says why) and reconnects. Any notification
+heard counts, so in a fleet the listeners' heartbeats keep each other quiet.
+
 Resuming
 --------
 ``subscribe(..., since_revision=N)`` hands that subscription every change with a
@@ -32,6 +53,7 @@ so nothing falls between the two and nothing comes twice.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -40,17 +62,22 @@ from typing import Any
 
 import psycopg
 
-from ..entries import ConfigChange
+from ..backends.pooler import identify, transaction_pooling
+from ..entries import ConfigChange, ConfigEntry, entry_from_row
+from ..errors import ChangeFeedUnavailableError, UnreadableValueError
 from ..logging import get_logger
 from ..queries import change_queries
+from .carry import MAX_CARRIED_BYTES, carried_types, may_carry
 from .streams import ChangeCallback, Subscribers, Subscription
 
-__all__ = ["LISTENER_NAME", "ChangeFeed", "listener_feed"]
+__all__ = ["HEARTBEAT_CHANNEL", "LISTENER_NAME", "ChangeFeed", "listener_feed"]
 
 CHANNEL = "amira_config_changes"
+HEARTBEAT_CHANNEL = "amira_config_heartbeat"  # queries/scale.sql
 LISTENER_NAME = "amira-data-access listener"
 _POLL_SECONDS = 0.5  # how often the listener checks for stop requests and resumed subscriptions
-_PING_AFTER_IDLE = 5.0  # a silent connection is pinged, so a dead one is noticed
+_PING_AFTER_IDLE = 5.0  # a silent connection sends itself a heartbeat, so a deaf one is noticed
+_HEARTBEAT_TIMEOUT = 5.0  # a heartbeat not heard back by then: notifications do not arrive
 _RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 _PAGE = 1000  # changes read per query (whole revisions): bounded memory after a long outage
 # A half-open TCP connection (partition, failover without a reset) would keep a
@@ -76,6 +103,10 @@ def listener_feed(
         {**connect_kwargs, **_LIVENESS, "application_name": LISTENER_NAME},
         on_disconnect=on_disconnect,
     )
+
+
+class _HeartbeatMissed(Exception):  # noqa: N818  # a state of the feed, never raised to callers
+    """The listener's own heartbeat did not come back in time."""
 
 
 class ChangeFeed:
@@ -110,6 +141,22 @@ class ChangeFeed:
         self._connected = threading.Event()
         self._first_sync_callbacks: list[Callable[[], None]] = []
         self.last_sync: float | None = None  # monotonic time of the last (re)connect
+        # Connected or refused: what wait_connected waits for.
+        self._settled = threading.Event()
+        self._refused: ChangeFeedUnavailableError | None = None
+        self._synced = False  # this connection listened, resynced and heard itself
+        self._problem: str | None = None
+        self.heartbeat_every = _PING_AFTER_IDLE
+        self.heartbeat_timeout = _HEARTBEAT_TIMEOUT
+        # Called with the primary's WAL position after reading changes, before handing
+        # them out (a DAL reading from a replica waits for it: see dal_async).
+        self.on_position: Callable[[str], None] | None = None
+        # A cache's re-read (issue 19): which changed keys it holds, and their entries
+        # read back on this connection, one query per page of changes, before the
+        # changes are handed out (so the cache keeps them instead of dropping them and
+        # re-reading key by key, in every process).
+        self.refresh_keys: Callable[[set[str]], list[str]] | None = None
+        self.refreshed: Callable[[dict[str, ConfigEntry | None]], None] | None = None
 
     # -- public --------------------------------------------------------------------
 
@@ -118,10 +165,25 @@ class ChangeFeed:
         """Whether the listener is connected and has caught up."""
         return self._connected.is_set()
 
+    @property
+    def problem(self) -> str | None:
+        """Why the feed is not live, when it is not (None when it is, or before it starts)."""
+        if self._connected.is_set():
+            return None
+        return self._problem
+
     def wait_connected(self, timeout: float) -> bool:
-        """Block until the listener is connected (True) or ``timeout`` passes (False)."""
+        """Block until the listener is connected (True) or ``timeout`` passes (False).
+
+        Raises :class:`~amira_data_access.errors.ChangeFeedUnavailableError` if the
+        feed refused the server (a standby, a transaction-mode pooler).
+        """
         self.start()
-        return self._connected.wait(timeout)
+        self._settled.wait(timeout)
+        refused = self._refused
+        if refused is not None:
+            raise ChangeFeedUnavailableError(str(refused))
+        return self._connected.is_set()
 
     def on_first_sync(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the first connection listens, before it reports connected.
@@ -185,21 +247,32 @@ class ChangeFeed:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._conninfo, **self._connect_kwargs) as conn:
-                    attempt = 0
                     self._listen(conn)
-            except psycopg.Error as exc:
+            except ChangeFeedUnavailableError as exc:
+                self._refuse(exc)
+                return
+            except (psycopg.Error, _HeartbeatMissed) as exc:
                 self._set_connected(False)
                 if self._stop.is_set():
                     return
+                if self._synced:
+                    # Reset only now: a connection that fails right after connecting
+                    # (LISTEN refused, resync failed) keeps backing off.
+                    attempt, self._synced = 0, False
+                self._problem = (
+                    f"the listener lost its connection: {_first_line(exc)}"
+                    if isinstance(exc, psycopg.Error)
+                    else str(exc)
+                )
                 # The loss is a change of state, logged once; each failed retry is not.
                 level = "warning" if attempt == 0 else "debug"
                 getattr(get_logger(), level)(
                     "config.watch",
                     outcome="disconnected",
                     attempt=attempt + 1,
-                    error=str(exc).strip().splitlines()[0] if str(exc).strip() else "lost",
+                    error=_first_line(exc),
                 )
-                if self._on_disconnect is not None:
+                if self._on_disconnect is not None and isinstance(exc, psycopg.Error):
                     self._on_disconnect(exc)
                 delay = _RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)]
                 attempt += 1
@@ -207,31 +280,78 @@ class ChangeFeed:
                 self._wake.clear()
         self._set_connected(False)
 
+    def _check_server(self, conn: psycopg.Connection[Any]) -> None:
+        """Refuse a standby and a transaction-mode pooler (see the module docstring)."""
+        server = identify(conn)
+        if server.in_recovery:
+            raise ChangeFeedUnavailableError(
+                "the change feed needs the primary: this server is a standby (in recovery), "
+                "where LISTEN is impossible; give the DAL the primary as dsn (or listen_dsn) "
+                "and the replica as read_dsn"
+            )
+        if server.behind_pooler:
+            conn.prepare_threshold = None  # see backends/pooler.py
+            kwargs = {**self._connect_kwargs, "prepare_threshold": None}
+            if transaction_pooling(conn, self._conninfo, kwargs):
+                raise ChangeFeedUnavailableError(
+                    "the change feed needs one server session for its whole life, and this "
+                    "connection goes through a pooler in transaction (or statement) mode, "
+                    "which would never hand it a notification: give the DAL a direct or "
+                    "session-mode DSN as listen_dsn"
+                )
+
     def _listen(self, conn: psycopg.Connection[Any]) -> None:
         queries = change_queries()
+        self._check_server(conn)
         queries.listen_for_changes(conn)  # first: a commit after the read below rings here
+        queries.listen_for_heartbeats(conn)
         if self._last_revision is None:
             self._last_revision = int(queries.last_revision(conn))
             for callback in self._first_sync_callbacks:
                 callback()
         caught_up = self._catch_up(conn, queries)
-        self.last_sync = time.monotonic()
-        self._set_connected(True)
-        get_logger().info("config.watch", outcome="connected", resynced=caught_up)
+        # Live only once it has heard itself: LISTEN can succeed where nothing arrives.
+        queries.send_heartbeat(conn, token="")
+        beat_sent: float | None = time.monotonic()
         idle_since = time.monotonic()
         while not self._stop.is_set():
-            rang = list(conn.notifies(timeout=_POLL_SECONDS, stop_after=1))
-            if rang:
+            heard = list(conn.notifies(timeout=_POLL_SECONDS, stop_after=1))
+            if heard:
                 # Drain what else is pending: one read answers every doorbell rung so
                 # far. One that rings during the read stays pending: read again then.
-                for _ in conn.notifies(timeout=0):
-                    pass
+                heard += conn.notifies(timeout=0)
                 idle_since = time.monotonic()
+                if beat_sent is not None:  # anything heard proves notifications arrive
+                    beat_sent = None
+                    if not self._connected.is_set():
+                        self._became_live(caught_up)
+            rang = any(note.channel == CHANNEL for note in heard)
             if rang or self._resuming:
                 self._catch_up(conn, queries)
-            elif time.monotonic() - idle_since >= _PING_AFTER_IDLE:
-                conn.execute("SELECT 1")  # raises if the server went away silently
-                idle_since = time.monotonic()
+            now = time.monotonic()
+            if beat_sent is not None and now - beat_sent >= self.heartbeat_timeout:
+                raise _HeartbeatMissed(
+                    f"the listener's heartbeat was not heard back within "
+                    f"{self.heartbeat_timeout:g} s: notifications are not arriving (a pooler "
+                    "in transaction mode, or a proxy in between?)"
+                )
+            if beat_sent is None and now - idle_since >= self.heartbeat_every:
+                queries.send_heartbeat(conn, token="")  # also raises if the server went away
+                beat_sent = idle_since = now
+
+    def _became_live(self, caught_up: int) -> None:
+        self.last_sync = time.monotonic()
+        self._synced = True
+        self._problem = None
+        self._set_connected(True)
+        get_logger().info("config.watch", outcome="connected", resynced=caught_up)
+
+    def _refuse(self, exc: ChangeFeedUnavailableError) -> None:
+        self._refused = exc
+        self._problem = str(exc)
+        self._set_connected(False)
+        self._settled.set()
+        get_logger().error("config.watch", outcome="refused", error=str(exc))
 
     def _catch_up(self, conn: psycopg.Connection[Any], queries: Any) -> int:
         """Replay the history to resuming subscriptions, then deliver what is new; how many."""
@@ -251,7 +371,23 @@ class ChangeFeed:
             with self._lock:
                 self._resuming[:0] = resuming
         delivered = 0
-        for page in _pages_after(conn, queries, last, None):
+        refreshing = self.refresh_keys is not None and self.refreshed is not None
+        pages = _carried_pages_after if refreshing else _pages_after
+        for page, carried in pages(conn, queries, last, None):
+            if self.on_position is not None:
+                # Before anyone hears of these changes: a read after it never goes to a
+                # replica that has not replayed them.
+                self.on_position(str(queries.current_wal_lsn(conn)))
+            if self.refresh_keys is not None and self.refreshed is not None:
+                # The entries that came with the changes; the other held keys re-read in
+                # one query (too large, a type never carried, or changed again since).
+                wanted = self.refresh_keys({change.key for change in page})
+                fresh = {key: carried[key] for key in wanted if key in carried}
+                missing = [key for key in wanted if key not in carried]
+                if missing:
+                    fresh.update(_entries(conn, queries, missing))
+                if fresh:
+                    self.refreshed(fresh)
             for change in page:
                 self._subscribers.dispatch(change)
             self._last_revision = page[-1].revision
@@ -266,7 +402,7 @@ class ChangeFeed:
         assert since is not None
         if since >= until:
             return  # nothing in the history yet: the live changes are all it needs
-        for page in _pages_after(conn, queries, since, until):
+        for page, _ in _pages_after(conn, queries, since, until):
             for change in page:
                 subscription.deliver(change)
             subscription.since_revision = page[-1].revision  # where to go on after a failure
@@ -275,19 +411,25 @@ class ChangeFeed:
         was = self._connected.is_set()
         if connected:
             self._connected.set()
+            self._settled.set()
         else:
             self._connected.clear()
+            if self._refused is None:
+                self._settled.clear()
         if was != connected and self._on_state is not None:
             self._on_state(connected)
 
 
+_Page = tuple[list[ConfigChange], dict[str, ConfigEntry | None]]
+
+
 def _pages_after(
     conn: psycopg.Connection[Any], queries: Any, after: int, until: int | None
-) -> Iterator[list[ConfigChange]]:
+) -> Iterator[_Page]:
     """The committed changes with a revision in (after, until], in revision order.
 
     By pages of whole revisions (so that whoever stops after a page knows where
-    to go on); none is empty.
+    to go on); none is empty. Nothing carried (see :func:`_carried_pages_after`).
     """
     while True:
         # fetchall(): the rows are loaded in one call into libpq's result; iterating
@@ -295,7 +437,7 @@ def _pages_after(
         with queries.list_changes_after_cursor(conn, after=after, until=until, limit=_PAGE) as cur:
             page = _changes(cur.fetchall())
         if page:
-            yield page
+            yield page, {}
         if len(page) < _PAGE:
             return
         after = page[-1].revision
@@ -326,3 +468,52 @@ def _changes(rows: Sequence[tuple[Any, ...]]) -> list[ConfigChange]:
         _SET_REVISION(change, revision)
         append(change)
     return changes
+
+
+def _carried_pages_after(
+    conn: psycopg.Connection[Any], queries: Any, after: int, until: int | None
+) -> Iterator[_Page]:
+    """:func:`_pages_after`, with each changed key's entry where it may be carried
+    (:mod:`.carry`): None for a key whose last change in the page deleted it."""
+    while True:
+        rows = queries.list_changes_with_values_after(
+            conn,
+            after=after,
+            until=until,
+            limit=_PAGE,
+            carried_types=carried_types(),
+            max_bytes=MAX_CARRIED_BYTES,
+        )
+        page: list[ConfigChange] = []
+        carried: dict[str, ConfigEntry | None] = {}
+        for row in rows:
+            change = ConfigChange(*row[:5])
+            page.append(change)
+            carried.pop(change.key, None)  # only the key's last change in the page counts
+            if change.operation == "delete":
+                carried[change.key] = None
+            elif row[5] is not None and may_carry(row[7], 0):
+                with contextlib.suppress(UnreadableValueError):  # re-read, reported there
+                    carried[change.key] = entry_from_row(row[5:])
+        if page:
+            yield page, carried
+        if len(page) < _PAGE:
+            return
+        after = page[-1].revision
+
+
+def _entries(
+    conn: psycopg.Connection[Any], queries: Any, keys: list[str]
+) -> dict[str, ConfigEntry | None]:
+    """The stored entries of ``keys`` (None: absent, or a value Python cannot decode)."""
+    found: dict[str, ConfigEntry | None] = dict.fromkeys(keys)
+    for row in queries.get_configurations(conn, keys=keys):
+        # One Python cannot decode stays None: dropped from the cache, the next read reports it.
+        with contextlib.suppress(UnreadableValueError):
+            found[row[0]] = entry_from_row(row)
+    return found
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "lost"

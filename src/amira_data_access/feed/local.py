@@ -32,6 +32,7 @@ class LocalFeed:
         self._subscribers = Subscribers()
         self._closed = False
         self.last_sync: float | None = time.monotonic()
+        self.problem: str | None = None  # never degraded: nothing can fail to arrive
 
     @property
     def connected(self) -> bool:

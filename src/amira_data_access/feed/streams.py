@@ -39,6 +39,10 @@ class Feed(Protocol):
         """Whether changes are being received now (a cache may trust it)."""
 
     @property
+    def problem(self) -> str | None:
+        """Why changes are not being received now, when they are not (health reports it)."""
+
+    @property
     def last_sync(self) -> float | None:
         """``time.monotonic()`` of the last (re)synchronisation, None before the first."""
 

@@ -168,6 +168,13 @@ def problem_list(headline: str, problems: Sequence[str]) -> str:
     return headline + ":\n" + "\n".join(f"  - {problem}" for problem in problems)
 
 
+def compare(
+    migrations: Sequence[Migration], applied: Sequence[AppliedMigration]
+) -> MigrationStatus:
+    """The status of history rows read elsewhere (a DAL's pooled connection, for health)."""
+    return _compare(migrations, applied)
+
+
 def read_history(conn: psycopg.Connection[Any]) -> list[AppliedMigration]:
     """Every row of the history table, in version order (the table must exist)."""
     return [AppliedMigration(*row) for row in migration_queries().list_applied_migrations(conn)]
