@@ -30,6 +30,7 @@ from .errors import ConfigurationAccessError, DatabaseConnectionError
 from .live_model import SettingsValidationError, frozen_model, problems_of, settings_input
 from .logging import get_logger
 from .schemas import SchemaRegistry
+from .secrets import SealedSecret
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -110,7 +111,15 @@ class AsyncLiveSettings(Generic[M]):
                 if len(page) < _PAGE:
                     break
                 after = page[-1].key
-            return self._apply(values, await self._schema_problems(values))
+            # Entries carry a secret sealed; the model gets its plaintext, opened by
+            # get_many with the store's keyring (JSON Schemas see it as the table does).
+            sealed = [key for key, value in values.items() if isinstance(value, SealedSecret)]
+            problems = await self._schema_problems(
+                {key: value for key, value in values.items() if key not in sealed}
+            )
+            if sealed:
+                values.update(await self._store.get_many(sealed))
+            return self._apply(values, problems)
 
     async def _schema_problems(self, values: dict[str, Any]) -> list[str]:
         """Values that break their JSON Schemas (raw SQL can store them): not applied."""
@@ -122,7 +131,12 @@ class AsyncLiveSettings(Generic[M]):
             return []
         registry = SchemaRegistry()
         registry.load(0, schemas)
-        return [str(v) for key, value in values.items() for v in registry.violations(key, value)]
+        return [
+            str(v)
+            for key, value in values.items()
+            if not isinstance(value, SealedSecret)  # sealed: no schema can judge it here
+            for v in registry.violations(key, value)
+        ]
 
     def _apply(self, values: dict[str, Any], refused: list[str]) -> bool:
         from pydantic import ValidationError

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from pydantic import BaseModel, SecretStr
 
 from amira_data_access import (
     ConfigItem,
@@ -145,3 +146,44 @@ def test_rotation_rewraps_every_secret(subject: Subject) -> None:
     assert store.get("svc.a") == PLAIN
     with pytest.raises(SecretUnavailableError, match="'k9' is not in the keyring"):
         rotate_secrets(store, KEYRING, to="k9", updated_by="ops")
+
+
+class _Payments(BaseModel):
+    api_key: SecretStr
+    timeout: int = 5
+
+
+@with_keyring
+def test_live_settings_get_the_plaintext_of_a_secret(subject: Subject) -> None:
+    store = subject.store
+    store.set("svc.pay.api_key", PLAIN, data_type="secret", updated_by="ops")
+    store.set("svc.pay.timeout", 7, updated_by="ops")
+    bound = store.bind_settings(_Payments, prefix="svc.pay.")
+    try:
+        assert bound.error is None
+        assert bound.current.api_key.get_secret_value() == PLAIN
+        assert PLAIN not in repr(bound.current)
+        assert bound.current.timeout == 7
+    finally:
+        bound.close()
+
+
+@with_keyring
+def test_json_schemas_judge_a_secret_by_its_plaintext(subject: Subject) -> None:
+    """A schema that applies to a secret's key judges the plaintext (opened with the
+    store's keyring), never the envelope that is stored, and its refusal shows neither;
+    nothing is written."""
+    store = subject.store
+    store.set("svc.pay.api_key", PLAIN, data_type="secret", updated_by="ops")
+    store.set_schema("svc.pay.", {"type": "string", "pattern": "^sk-live-"}, updated_by="ops")
+    assert store.check_schemas("svc.") == []
+    store.set("svc.pay.api_key", OTHER_PLAIN, data_type="secret", updated_by="ops")
+    with pytest.raises(InvalidConfigurationError, match="pattern") as refused:
+        store.set("svc.pay.api_key", "pk-test-not-live", data_type="secret", updated_by="ops")
+    assert "pk-test-not-live" not in str(refused.value)
+    with pytest.raises(InvalidConfigurationError, match="pattern"):
+        store.set_many(
+            [ConfigItem("svc.pay.other", "pk-test-2", data_type="secret")], updated_by="ops"
+        )
+    assert store.get("svc.pay.api_key") == OTHER_PLAIN
+    assert store.get("svc.pay.other") is None

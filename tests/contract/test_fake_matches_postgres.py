@@ -29,8 +29,12 @@ from amira_data_access import (
     ConfigRevision,
     ConfigStore,
     InMemoryConfigStore,
+    Keyring,
+    SealedSecret,
 )
 
+# Both stores seal and open secrets with it (data_type "secret" is sampled too).
+KEYRING = Keyring({"k1": bytes(range(32))})
 SLOTS = ("a", "b")  # the keys a sequence works on (few: histories grow), under its own prefix
 _prefixes = itertools.count()
 
@@ -88,7 +92,9 @@ hostile_values = st.sampled_from(
     [float("nan"), (1, 2), b"x", {1: 2}, "nul\x00", 10**5000, _too_deep, "x" * 2**20]
 )
 any_value = st.one_of(*[values] * 6, hostile_values)
-data_types = st.sampled_from([None] * 6 + ["str", "int", "float", "bool", "json", "yaml", 5])
+data_types = st.sampled_from(
+    [None] * 6 + ["str", "int", "float", "bool", "json", "secret", "yaml", 5]
+)
 versions = st.one_of(
     st.sampled_from([None, None, 0, 1, 1, 2, 2, 3, 4]),
     st.sampled_from([-1, 2**63, 2**70, True, "1"]),
@@ -165,9 +171,12 @@ def _normal(result: Any, prefix: str, revisions: _Revisions) -> Any:
     """A result with the prefix removed, timestamps dropped and revisions renumbered."""
     if isinstance(result, str) and result.startswith(prefix):
         return "~" + result.removeprefix(prefix)
+    if isinstance(result, SealedSecret):  # random data keys and nonces: compare what opens
+        return ("sealed", result.key_id)
     if isinstance(result, ConfigEntry):
         key = _normal(result.key, prefix, revisions)
-        return ("entry", key, result.value, result.data_type, result.description, result.version)
+        value = _normal(result.value, prefix, revisions)
+        return ("entry", key, value, result.data_type, result.description, result.version)
     if isinstance(result, ConfigRevision):
         return (
             "revision",
@@ -175,7 +184,7 @@ def _normal(result: Any, prefix: str, revisions: _Revisions) -> Any:
             result.version,
             revisions(result.revision),
             result.operation,
-            result.value,
+            _normal(result.value, prefix, revisions),
             result.data_type,
             result.changed_by,
             result.change_reason,
@@ -208,7 +217,7 @@ class FakeVersusPostgres(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.prefix = f"sample{next(_prefixes)}."
-        self.fake = InMemoryConfigStore()
+        self.fake = InMemoryConfigStore(keyring=KEYRING)
         self.fake_revisions = _Revisions()
         self.real_revisions = _Revisions()
         self.calls: list[Call] = []
@@ -227,7 +236,7 @@ class FakeVersusPostgres(RuleBasedStateMachine):
 @pytest.fixture
 def dal_for_sampling(dsn: str) -> Iterator[ConfigDAL]:
     """One DAL for every run of the machine (each run uses a key prefix of its own)."""
-    with ConfigDAL(dsn, max_size=2) as dal:
+    with ConfigDAL(dsn, max_size=2, keyring=KEYRING) as dal:
         yield dal
 
 

@@ -74,6 +74,9 @@ def test_every_output_masks_a_secret(run: Runner, tmp_path: Path) -> None:
         exported = run.masked("export", "svc.", "--format", file_format)
         assert '"kid"' in exported or "kid:" in exported  # the envelope, importable
     run.masked("export", "svc.", "-o", "env")
+    exported = run.masked("audit", "export")  # the history for a SIEM: envelopes
+    assert '"kid"' in exported
+    run.masked("audit", "verify")
     # watch streams until Ctrl-C: tests/unit/test_cli_secret_output.py checks its lines.
 
     # Export, then import onto the same key: the envelope goes back as it was.
@@ -84,7 +87,7 @@ def test_every_output_masks_a_secret(run: Runner, tmp_path: Path) -> None:
     run.masked("import", str(path), "--dry-run")
     run.masked("import", str(path))
     assert run("get", key, "-o", "value", "--reveal").strip() == NEW_PLAIN
-    assert run.checked == 28  # the figure in the note: 28 outputs, no plaintext in any
+    assert run.checked == 30  # the figure in the note: 30 outputs, no plaintext in any
 
 
 def test_reveal_shows_the_plaintext_with_the_keyring(

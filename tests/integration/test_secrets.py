@@ -58,17 +58,18 @@ def _found(text: str) -> list[str]:
     return [plaintext for plaintext in PLAINTEXTS if plaintext in text]
 
 
-def _pg_dump(pg_server: TestServer, dsn: str) -> str:
-    """The database as ``pg_dump`` writes it (a backup), with the server's own binaries."""
+def _client(pg_server: TestServer, name: str, *args: str) -> str:
+    """What a PostgreSQL client program (``pg_dump``, ``psql``) prints, preferring the
+    server's own binaries (pg_dump refuses a server newer than itself)."""
     program: Any = None
     if pg_server.local is not None:
-        program = pg_server.local.binaries.program("pg_dump")
+        program = pg_server.local.binaries.program(name)
     if program is None or not os.path.exists(program):
-        program = shutil.which("pg_dump")
+        program = shutil.which(name)
     if program is None:
-        pytest.fail("no pg_dump to check a backup with")
+        pytest.fail(f"no {name} to look at the database with")
     done = subprocess.run(
-        [str(program), "--dbname", dsn, "--no-owner"],
+        [str(program), *args],
         capture_output=True,
         text=True,
         check=False,
@@ -103,13 +104,21 @@ def test_a_dba_sees_no_plaintext_anywhere(
         ).fetchone()
     assert table is not None
     assert history is not None
-    dump = _pg_dump(pg_server, dsn)
+    dump = _client(pg_server, "pg_dump", "--dbname", dsn, "--no-owner")
+    psql = _client(
+        pg_server,
+        "psql",
+        "--dbname", dsn, "--no-psqlrc", "--no-align", "--tuples-only",
+        "--command", "TABLE amira_config.configurations",
+        "--command", "TABLE amira_config.configuration_history",
+    )  # fmt: skip
     outputs = {"table": table[0], "history": history[0], "notify": "\n".join(payloads),
-               "pg_dump": dump}  # fmt: skip
+               "pg_dump": dump, "psql": psql}  # fmt: skip
     assert {name: _found(text) for name, text in outputs.items()} == {name: [] for name in outputs}
     # What is there is the envelope, under its key id.
     assert '"kid": "k1"' in table[0] or '"kid":"k1"' in table[0]
     assert "svc.api_key" in dump
+    assert psql.count("svc.api_key") == 4  # the entry and its 3 history rows, sealed
 
 
 def test_raw_sql_cannot_store_a_plaintext_secret(dsn: str) -> None:
@@ -221,3 +230,86 @@ def test_key_material_is_not_in_the_environment_keyring_repr() -> None:
     encoded = base64.b64encode(KEY1).decode()
     ring = Keyring.from_env({"AMIRA_CONFIG_SECRET_KEYS": f"k1:{encoded}"})
     assert encoded not in repr(ring)
+
+
+def test_the_last_known_good_snapshot_holds_the_envelope_only(
+    dsn: str, keyring: Keyring, tmp_path: Path
+) -> None:
+    """The cached DAL's snapshot file (on disk): ciphertext; served from it, get opens it."""
+    import threading
+
+    from psycopg.conninfo import make_conninfo
+
+    path = tmp_path / "config.snapshot"
+    with CachedConfigDAL(dsn, snapshot=path, keyring=keyring) as service:
+        written = threading.Event()
+        subscription = service.subscribe(lambda change: written.set())
+        service.set("svc.api_key", PLAINTEXTS[0], data_type="secret", updated_by="ops")
+        assert written.wait(30)
+        subscription.close()
+    text = path.read_text()
+    assert "svc.api_key" in text
+    assert _found(text) == []
+    down = make_conninfo(dsn, host="127.0.0.1", port="1", connect_timeout="2")
+    with CachedConfigDAL(down, snapshot=path, keyring=keyring) as service:
+        assert service.get("svc.api_key") == PLAINTEXTS[0]
+        entry = service.get_entry("svc.api_key")
+        assert entry is not None
+        assert isinstance(entry.value, SealedSecret)
+
+
+@pytest.fixture
+def role_dsn(pg_server: TestServer, dsn: str) -> Iterator[Any]:
+    """``role_dsn(group)``: the DSN of a new non-superuser LOGIN role in ``group`` (0008)."""
+    import uuid
+
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
+
+    made: list[str] = []
+    dbname = str(conninfo_to_dict(dsn)["dbname"])
+
+    def make(group: str) -> str:
+        role = f"t_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'role-pass-4-tests'").format(
+                    sql.Identifier(role)
+                )
+            )
+            made.append(role)
+            conn.execute(
+                sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role))
+            )
+        return pg_server.dsn(dbname, user=role, password="role-pass-4-tests")
+
+    yield make
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for role in made:
+            conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_service_roles_seal_and_open_a_reader_sees_envelopes(
+    role_dsn: Any, keyring: Keyring
+) -> None:
+    """Logged in as real roles: a writer service seals and opens (the trigger and the check
+    run for it); a reader login without the keyring lists envelopes and cannot open them."""
+    writer, reader = role_dsn("amira_config_writer"), role_dsn("amira_config_reader")
+    with ConfigDAL(writer, max_size=2, keyring=keyring) as service:
+        service.set("svc.api_key", PLAINTEXTS[0], data_type="secret", updated_by="svc")
+        assert service.get("svc.api_key") == PLAINTEXTS[0]
+        with pytest.raises(InvalidConfigurationError, match="sealed envelope"):
+            service.set("svc.api_key", PLAINTEXTS[1], updated_by="svc")
+    with ConfigDAL(reader, max_size=2) as looker:
+        entry = looker.get_entry("svc.api_key")
+        assert entry is not None
+        assert isinstance(entry.value, SealedSecret)
+        with pytest.raises(SecretUnavailableError):
+            looker.get("svc.api_key")
+    with psycopg.connect(reader) as conn:
+        rows = conn.execute("SELECT value::text FROM amira_config.configurations").fetchall()
+        history = conn.execute(
+            "SELECT value::text FROM amira_config.configuration_history"
+        ).fetchall()
+    assert _found(repr(rows) + repr(history)) == []

@@ -225,15 +225,16 @@ def _printed_measure(text: str) -> tuple[int, int]:
 def _check_constraints(key: str, text: str, data_type: str) -> None:
     """The CHECK constraints of a new row the operations do not already rule out (the key
     grammar is also checked before sending, the value limits are the store's own, which
-    may be larger), by name, the order PostgreSQL checks them in."""
+    may be larger), by name, the order PostgreSQL checks them in; a secret's envelope first,
+    as its BEFORE trigger checks it before the row's constraints (migrations/0009)."""
+    if not _sealed(text, data_type):
+        raise _violates("configurations_secret_sealed")
     if data_type == "flag" and not _shaped_like_a_flag(json.loads(text)):
         raise _violates("configurations_flag_document")
     if not follows_key_grammar(key):
         raise _violates("configurations_key_grammar")
     if not unicodedata.is_normalized("NFC", key):
         raise _violates("configurations_key_nfc")
-    if not _sealed(text, data_type):
-        raise _violates("configurations_secret_sealed")
     size, depth = _printed_measure(text)
     if depth > TABLE_LIMITS.max_depth:
         raise _violates("configurations_value_depth")
