@@ -275,7 +275,7 @@ def test_schemas_are_an_admins_and_bind_every_writer(dsn: str, login: Login) -> 
     ],
 )
 def test_the_schema_history_is_append_only(dsn: str, login: Login, statement: str) -> None:
-    """Under GRANT ALL too (0014): only the triggers of 0010 write it."""
+    """Under GRANT ALL too (0014_schema_history_append_only): only the triggers of 0010 write it."""
     with ConfigDAL(dsn) as owner:
         owner.set_schema("p.n", {"type": "integer"}, updated_by="ops")
     with psycopg.connect(login(grant_all=True)) as conn, pytest.raises(psycopg.Error):
