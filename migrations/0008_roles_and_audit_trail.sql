@@ -170,9 +170,9 @@ BEGIN
         head := sha256(head || sha256(amira_config.history_row_bytes(
                     position, r.revision, r.key, r.version, r.operation, r.value, r.data_type,
                     r.description, r.changed_by, NULL, r.changed_at, r.change_reason)));
-        keys := keys || r.key;
-        versions := versions || r.version;
-        digests := digests || head;
+        keys[position] := r.key;  -- by subscript: in place (|| copies the array)
+        versions[position] := r.version;
+        digests[position] := head;
     END LOOP;
     UPDATE amira_config.configuration_history AS h
        SET chain_position = d.position, digest = d.digest
@@ -204,6 +204,7 @@ DECLARE
     versions  bigint[] := '{}';
     positions bigint[] := '{}';
     digests   bytea[] := '{}';
+    stamped   integer := 0;
 BEGIN
     SELECT * INTO STRICT counter FROM amira_config.revision_counter;
     IF counter.last_txid = this_txid
@@ -229,10 +230,13 @@ BEGIN
                 counter.last_position, counter.last_revision, pending.key, pending.version,
                 pending.operation, pending.value, pending.data_type, pending.description,
                 pending.changed_by, pending.login, stamp, pending.change_reason)));
-        keys := keys || pending.key;
-        versions := versions || pending.version;
-        positions := positions || counter.last_position;
-        digests := digests || counter.last_digest;
+        -- Subscripts, not ||: assigned by subscript a plpgsql array grows in place
+        -- (|| copied it every time: 8 s for 11,111 rows).
+        stamped := stamped + 1;
+        keys[stamped] := pending.key;
+        versions[stamped] := pending.version;
+        positions[stamped] := counter.last_position;
+        digests[stamped] := counter.last_digest;
     END LOOP;
     UPDATE amira_config.revision_counter
        SET last_revision = counter.last_revision, last_changed_at = stamp, last_txid = this_txid,

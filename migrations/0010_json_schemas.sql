@@ -138,3 +138,9 @@ $$;
 CREATE TRIGGER schemas_refuse_truncate
     BEFORE TRUNCATE ON amira_config.schemas
     FOR EACH STATEMENT EXECUTE FUNCTION amira_config.schemas_refuse_truncate();
+
+-- Rights (the groups of migrations/0008): every group reads the schemas (readers by
+-- 0008's default privileges; a writer's every write reads schema_revision). Attaching
+-- or changing a schema constrains every writer, so it is the admins' alone; the
+-- history and the revision are written by the SECURITY DEFINER triggers above.
+GRANT INSERT, UPDATE, DELETE ON amira_config.schemas TO amira_config_admin;

@@ -16,6 +16,7 @@ import pytest
 from amira_data_access import (
     ConfigItem,
     InvalidConfigurationError,
+    Keyring,
     MissingConfigurationError,
     SchemaViolationError,
     WrongTypeError,
@@ -213,3 +214,17 @@ def test_a_rolled_back_schema_is_forgotten(subject: Subject) -> None:
     subject.other.set_schema("amira.r", {"type": "integer"}, updated_by="ops")
     with pytest.raises(SchemaViolationError):
         store.set("amira.r", 2.5, data_type="float", updated_by="ops")
+
+
+@pytest.mark.store_options(keyring=Keyring({"k1": bytes(range(32))}, active="k1"))
+def test_a_secret_is_judged_by_its_plaintext_and_never_shown(subject: Subject) -> None:
+    store = subject.store
+    store.set_schema("amira.api.token", {"type": "string", "pattern": "^sk-"}, updated_by="ops")
+    store.set("amira.api.token", "sk-good", data_type="secret", updated_by="ops")
+    with pytest.raises(SchemaViolationError) as refused:
+        store.set("amira.api.token", "hunter2", data_type="secret", updated_by="ops")
+    assert "hunter2" not in str(refused.value)
+    assert store.get("amira.api.token") == "sk-good"
+    assert store.check_schemas() == []  # the stored secret, opened, satisfies it
+    store.set("amira.api.token", "sk-newer", data_type="secret", updated_by="ops")
+    store.rollback("amira.api.token", to_version=1, updated_by="ops")  # judged opened too

@@ -169,16 +169,21 @@ def test_live_settings_get_the_plaintext_of_a_secret(subject: Subject) -> None:
 
 
 @with_keyring
-def test_json_schemas_do_not_judge_a_secret(subject: Subject) -> None:
-    """A secret's stored value is its envelope: a prefix's schema (for the other keys) does
-    not refuse it, at write, at set_schema or in check_schemas; the other keys still are."""
+def test_json_schemas_judge_a_secret_by_its_plaintext(subject: Subject) -> None:
+    """A schema that applies to a secret's key judges the plaintext (opened with the
+    store's keyring), never the envelope that is stored, and its refusal shows neither;
+    nothing is written."""
     store = subject.store
     store.set("svc.pay.api_key", PLAIN, data_type="secret", updated_by="ops")
-    store.set_schema("svc.pay.", {"type": "string", "maxLength": 3}, updated_by="ops")
-    store.set("svc.pay.api_key", OTHER_PLAIN, data_type="secret", updated_by="ops")
-    store.set_many([ConfigItem("svc.pay.other", PLAIN, data_type="secret")], updated_by="ops")
-    store.set_default("svc.pay.third", PLAIN, data_type="secret", updated_by="ops")
+    store.set_schema("svc.pay.", {"type": "string", "pattern": "^sk-live-"}, updated_by="ops")
     assert store.check_schemas("svc.") == []
-    with pytest.raises(InvalidConfigurationError, match="maxLength"):
-        store.set("svc.pay.plain", "long text", updated_by="ops")
+    store.set("svc.pay.api_key", OTHER_PLAIN, data_type="secret", updated_by="ops")
+    with pytest.raises(InvalidConfigurationError, match="pattern") as refused:
+        store.set("svc.pay.api_key", "pk-test-not-live", data_type="secret", updated_by="ops")
+    assert "pk-test-not-live" not in str(refused.value)
+    with pytest.raises(InvalidConfigurationError, match="pattern"):
+        store.set_many(
+            [ConfigItem("svc.pay.other", "pk-test-2", data_type="secret")], updated_by="ops"
+        )
     assert store.get("svc.pay.api_key") == OTHER_PLAIN
+    assert store.get("svc.pay.other") is None

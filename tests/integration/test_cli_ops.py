@@ -459,7 +459,7 @@ def test_completion_candidates(dsn: str) -> None:
     assert complete("ge") == ["get"]
     assert "--output" in complete("list", "--o")
     assert complete("list", "-o", "") == ["env", "json", "table", "value", "yaml"]
-    assert complete("set", "k", "v", "--type", "f") == ["float"]
+    assert complete("set", "k", "v", "--type", "fl") == ["flag", "float"]
     assert complete("server", "") == ["dsn", "env", "psql", "start", "status", "stop"]
     assert complete("completion", "") == ["bash", "fish", "zsh"]
     assert complete("get", "amira.chat.", AMIRA_CONFIG_DSN=dsn) == [

@@ -101,6 +101,13 @@ def test_the_import_file_may_carry_schemas(cli: CLI, tmp_path: Path, dsn: str) -
         entry = dal.get_schema("amira.chat.max_turns")
         assert entry is not None
         assert entry.schema == TURNS
+    exported = cli("export", "amira.chat.")
+    assert exported.json()["amira.chat.max_turns"]["schema"] == TURNS  # it travels with the key
+    again = tmp_path / "again.json"
+    again.write_text(exported.stdout)
+    assert cli("import", str(again), "--by", "ops").code == 0
+    with ConfigDAL(dsn) as dal:
+        assert dal.get_schema("amira.chat.max_turns").version == 1  # type: ignore[union-attr]
     bad = tmp_path / "bad.json"
     bad.write_text(
         json.dumps(

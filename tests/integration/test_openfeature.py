@@ -26,6 +26,7 @@ from openfeature.flag_evaluation import Reason
 
 from amira_data_access import AsyncCachedConfigDAL, CachedConfigDAL, ConfigDAL
 from amira_data_access.openfeature import AmiraFlagProvider
+from conftest import TestServer
 
 pytestmark = pytest.mark.integration
 
@@ -183,3 +184,51 @@ def test_the_async_forms_on_an_async_cached_dal(dsn: str, writer: ConfigDAL) -> 
         asyncio.run(scenario())
     finally:
         api.clear_providers()
+
+
+def test_stale_while_the_server_is_down_ready_when_back(
+    restartable: TestServer, dsn: str, writer: ConfigDAL
+) -> None:
+    """Feed down: PROVIDER_STALE, answers from the cache; back: PROVIDER_READY."""
+    local = restartable.local
+    assert local is not None
+    seen: list[str | None] = []
+
+    def record(details: EventDetails) -> None:
+        seen.append(details.message)
+
+    down = "the change feed is down: answers come from the cache"
+    back = "the change feed is back"
+    # check_interval: the test checks the feed itself, at the moments it chooses.
+    provider = AmiraFlagProvider(
+        CachedConfigDAL(dsn, max_size=2, connect_timeout=2), owns_store=True, check_interval=3600
+    )
+    api.set_provider_and_wait(provider, domain="outage")
+    client = api.get_client("outage")
+    pro = EvaluationContext("u1", {"plan": "pro"})
+    assert client.get_boolean_value("checkout", False, pro) is True  # cached now
+    client.add_handler(ProviderEvent.PROVIDER_STALE, record)
+    client.add_handler(ProviderEvent.PROVIDER_READY, record)
+    seen.clear()  # a READY handler added to a ready provider runs at once
+    try:
+        local.stop()
+        try:
+            _until(lambda: (provider.check_feed(), down in seen)[1])
+            during = client.get_boolean_details("checkout", False, pro)
+            assert (during.value, during.reason) == (True, Reason.TARGETING_MATCH)
+        finally:
+            local.start()
+        _until(lambda: (provider.check_feed(), back in seen)[1])
+    finally:
+        api.clear_providers()
+    assert seen == [down, back]
+
+
+def _until(check: Any) -> None:
+    import time
+
+    deadline = time.monotonic() + WAIT
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail("timed out waiting for the provider's event")
+        time.sleep(0.05)

@@ -142,3 +142,19 @@ def test_it_catches_up_when_the_database_returns(
         assert [row[1] for row in rows] == ["friendly"]  # the snapshot caught up too
     finally:
         service.close()
+
+
+def test_secrets_stay_sealed_in_the_snapshot(dsn: str, tmp_path: Path) -> None:
+    from amira_data_access import Keyring
+
+    keyring = Keyring({"k1": bytes(range(32))}, active="k1")
+    path = tmp_path / "config.snapshot"
+    with CachedConfigDAL(dsn, snapshot=path, keyring=keyring) as service:
+        written = threading.Event()
+        subscription = service.subscribe(lambda change: written.set())
+        service.set("amira.api.token", "sk-plain-text", data_type="secret", updated_by="ops")
+        assert written.wait(30)
+        subscription.close()
+    assert "sk-plain-text" not in path.read_text()
+    with CachedConfigDAL(unreachable(dsn), snapshot=path, keyring=keyring) as service:
+        assert service.get("amira.api.token") == "sk-plain-text"  # opened when read

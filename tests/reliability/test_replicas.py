@@ -134,11 +134,14 @@ def test_read_your_writes_on_a_replica(dsn: str, standby_dsn: str) -> None:
     assert fallbacks < rounds  # the replica served reads (not all fell back)
 
 
-def test_lagging_replica_falls_back_to_the_primary(dsn: str, standby_dsn: str) -> None:
+def test_lagging_replica_falls_back_to_the_primary(
+    dsn: str, standby_dsn: str, replica: Standby
+) -> None:
     """Replay paused: a read after a write waits replica_wait, then reads the primary;
     a token carries the write to another DAL (another process, an HTTP hop)."""
     with ConfigDAL(dsn, max_size=1, read_dsn=standby_dsn, replica_wait=0.2) as writer:
         writer.set("replica.lag", "old", updated_by="test")
+        replica.wait_replayed(dsn)  # the replica has "old" before its replay is paused
         _replay(standby_dsn, paused=True)
         try:
             writer.set("replica.lag", "new", updated_by="test")

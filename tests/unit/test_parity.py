@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -60,10 +61,13 @@ EXTRAS: dict[str, set[str]] = {
 
 
 def _tool() -> ModuleType:
+    # tools/ is no package: load the script by path, registered in sys.modules first, as
+    # its dataclasses need (this test failed when run alone, before test_async_to_sync).
     spec = importlib.util.spec_from_file_location("async_to_sync", ROOT / "tools/async_to_sync.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -148,6 +148,12 @@ def cmd_export(ctx: Context) -> Outcome:
     when = parse_instant(ctx.args.at) if ctx.args.at else None
     unreadable: list[str] = []
     document = export_document(ctx.dal(), ctx.args.prefix, when, unreadable)
+    if when is None:
+        # Key schemas travel with their keys (import attaches them again); prefix schemas
+        # have no entry of their own here: `schema get`/`schema set` move those.
+        for schema in ctx.dal().list_schemas():
+            if schema.kind == "key" and schema.target in document:
+                document[schema.target] = {**document[schema.target], "schema": schema.schema}
     file_format: FileFormat = ctx.args.format or "json"
     items = [Item(key, e["value"], e["data_type"]) for key, e in document.items()]
     outcome = Outcome(document, dump_document(document, file_format).rstrip("\n"), items=items)
@@ -291,7 +297,9 @@ def cmd_import(ctx: Context) -> Outcome:
             # (a stored value the file replaces may violate the new schema).
             schematic = [item for item in items if item.schema is not None]
             for item in schematic:
-                tx.set_schema(item.key, item.schema, prefix=False, updated_by=who, force=True)
+                attached = tx.get_schema(item.key, prefix=False)
+                if attached is None or attached.schema != item.schema:  # else: unchanged
+                    tx.set_schema(item.key, item.schema, prefix=False, updated_by=who, force=True)
             # One statement per key (not set_many): a refusal by the database then
             # names the entry it refused; all of them are still one transaction.
             for plan in changes:

@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 from ..codec import (
     decode_value,
-    is_secret,
     validate_actor,
     validate_key,
     validate_prefix,
@@ -51,7 +50,7 @@ from .arguments import (
     write_params,
 )
 from .running import UNSET, Context, Operation, Steps
-from .schema_operations import enforce, load_schemas, refuse
+from .schema_operations import enforce, judged, load_schemas, refuse
 from .statements import DeletedKeyRow
 from .statements import Statements as Q
 
@@ -210,7 +209,7 @@ def set_value(
         if expected_version is not None:
             validate_version(expected_version, "expected_version", minimum=0)
         op.note(updated_by=updated_by)
-        yield from enforce(op, ctx, _judged([params]))
+        yield from enforce(op, ctx, [(key, params["value"].obj, params["inferred_type"])])
 
         if expected_version is None:
             entry = entry_from_row((yield from op.sql(Q.upsert_configuration, **params)))
@@ -229,14 +228,6 @@ def set_value(
         op.wrote(entry)
         op.note(version=entry.version, data_type=entry.data_type)
         return entry
-
-
-def _judged(
-    written: list[dict[str, Any]], *, type_field: str = "inferred_type"
-) -> list[tuple[str, str]]:
-    """The (key, JSON text) pairs of a write that JSON Schemas judge: not secrets, whose
-    stored text is their envelope (the table checks its shape; the plaintext is sealed)."""
-    return [(p["key"], p["value"].obj) for p in written if not is_secret(p[type_field])]
 
 
 def _applied_or_conflict(
@@ -279,7 +270,7 @@ def set_default(
         )
         params["data_type"] = params.pop("inferred_type")
         params["reason"] = None
-        yield from enforce(op, ctx, _judged([params], type_field="data_type"))
+        yield from enforce(op, ctx, [(key, params["value"].obj, params["data_type"])])
         for _ in range(_INSERT_RACE_ATTEMPTS):
             # Safe to send again after a lost connection: the second try finds what
             # the first inserted, and the answer ("the stored entry") is the same.
@@ -319,7 +310,9 @@ def set_many(
             )
             for item in batch
         ]
-        yield from enforce(op, ctx, _judged(prepared))
+        yield from enforce(
+            op, ctx, [(p["key"], p["value"].obj, p["inferred_type"]) for p in prepared]
+        )
         rows = yield from op.sql(
             Q.upsert_configurations,
             keys=[p["key"] for p in prepared],
@@ -482,7 +475,7 @@ def _enforce_rollback(op: Operation, ctx: Context, key: str, to_version: int) ->
         return
     rows = yield from op.sql(Q.list_history, key=key, limit=1, before_version=to_version + 1)
     if rows and rows[0][2] == to_version and rows[0][3] != "delete":
-        value = _read_one(op, lambda: decode_value(rows[0][4], rows[0][5], key))
+        value = _read_one(op, lambda: judged(ctx, key, rows[0][4], rows[0][5]))
         refuse(op, registry, f"{op.name} {key!r} to version {to_version}", [(key, value)])
 
 

@@ -24,9 +24,9 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from ..codec import encode_json, is_secret, validate_actor, validate_key, validate_prefix
+from ..codec import decode_value, encode_json, validate_actor, validate_key, validate_prefix
 from ..entries import entry_from_row
-from ..errors import InvalidConfigurationError, UnreadableValueError
+from ..errors import InvalidConfigurationError, SecretUnavailableError, UnreadableValueError
 from ..schemas import (
     SchemaEntry,
     SchemaKind,
@@ -48,6 +48,7 @@ __all__ = [
     "delete_schema",
     "enforce",
     "get_schema",
+    "judged",
     "list_schemas",
     "load_schemas",
     "refuse",
@@ -75,20 +76,29 @@ def load_schemas(op: Operation, registry: SchemaRegistry) -> Steps[SchemaRegistr
     return registry
 
 
-def enforce(op: Operation, ctx: Context, items: Iterable[tuple[str, Any]]) -> Steps[None]:
-    """Refuse the write if a (key, JSON text of its value) breaks a schema that applies."""
+def enforce(op: Operation, ctx: Context, items: Iterable[tuple[str, str, str]]) -> Steps[None]:
+    """Refuse the write if a (key, JSON text, data type) breaks a schema that applies.
+
+    A secret is judged by its plaintext (opened with the store's keyring), not by the
+    sealed envelope that is sent; messages never show either.
+    """
     registry = yield from load_schemas(op, ctx.schemas)
     if not registry.entries:
         return
-    pairs = list(items)
-    if not any(registry.applicable(key) for key, _ in pairs):
+    pairs = [item for item in items if registry.applicable(item[0])]
+    if not pairs:
         return
     refuse(
         op,
         registry,
         f"{op.name} {op.key!r}" if op.key is not None else op.name,
-        [(key, json.loads(text)) for key, text in pairs],
+        [(key, judged(ctx, key, json.loads(text), data_type)) for key, text, data_type in pairs],
     )
+
+
+def judged(ctx: Context, key: str, stored: Any, data_type: str) -> Any:
+    """What a schema judges of a value as stored: the decoded value, a secret opened."""
+    return ctx.reveal(key, decode_value(stored, data_type, key))
 
 
 def refuse(
@@ -116,11 +126,18 @@ def _target(target: object, prefix: bool | None) -> tuple[str, SchemaKind]:
     return target, kind
 
 
-def _stored_values(op: Operation, target: str, kind: SchemaKind) -> Steps[list[tuple[str, Any]]]:
+def _stored_values(
+    op: Operation, ctx: Context, target: str, kind: SchemaKind
+) -> Steps[list[tuple[str, Any]]]:
     """Every stored (key, value) the target covers, read a page at a time."""
     if kind == "key":
         row = yield from op.sql(Q.get_configuration, key=target)
-        return [] if row is None or is_secret(row[2]) else [(target, entry_from_row(row).value)]
+        if row is None:
+            return []
+        try:
+            return [(target, ctx.reveal(target, entry_from_row(row).value))]
+        except (UnreadableValueError, SecretUnavailableError):
+            return []
     found: list[tuple[str, Any]] = []
     after = ""
     while True:
@@ -132,12 +149,12 @@ def _stored_values(op: Operation, target: str, kind: SchemaKind) -> Steps[list[t
             limit=MAX_LIST_LIMIT,
         )
         for row in rows:
-            if is_secret(row[2]):
-                continue  # a secret's value is its envelope: no JSON Schema judges it
             try:
-                found.append((row[0], entry_from_row(row).value))
-            except UnreadableValueError:
-                continue  # reported by reads as such; no schema can judge it
+                found.append((row[0], ctx.reveal(row[0], entry_from_row(row).value)))
+            except (UnreadableValueError, SecretUnavailableError):
+                # Unreadable: reported by reads as such. A secret without the keyring to
+                # open it: no schema can judge it here.
+                continue
         if len(rows) < MAX_LIST_LIMIT:
             return found
         after = rows[-1][0]
@@ -164,7 +181,7 @@ def set_schema(
         check_schema_document(schema, target)
         text = encode_json(schema)
         candidate = SchemaEntry(target, kind, schema, description, 0, updated_by, _EPOCH)
-        values = yield from _stored_values(op, target, kind)
+        values = yield from _stored_values(op, ctx, target, kind)
         violations = stored_violations(candidate, values)
         op.note(kind=kind, violations=len(violations), force=force)
         if violations and not force:
@@ -242,7 +259,7 @@ def check_schemas(ctx: Context, prefix: str) -> Steps[list[SchemaViolation]]:
         yield from load_schemas(op, registry)
         violations: list[SchemaViolation] = []
         if registry.entries:
-            values = yield from _stored_values(op, prefix, "prefix")
+            values = yield from _stored_values(op, ctx, prefix, "prefix")
             for key, value in values:
                 violations.extend(registry.violations(key, value))
         op.note(count=len(violations))
