@@ -292,13 +292,29 @@ def test_reads_survive_a_killed_connection(dsn: str) -> None:
 
 
 def test_writes_are_not_retried_after_a_lost_connection(dsn: str) -> None:
-    """A write on a killed connection may have committed: it surfaces, not repeated."""
+    """A write on a killed connection may have committed: it surfaces, not repeated.
+
+    (``delete``: its first statement is the write. A ``set`` first reads the schema
+    revision, a read that is retried, so its write goes out on a fresh connection: see
+    the next test.)"""
     with ConfigDAL(dsn, max_size=1, min_size=1, check_after_idle=3600) as store:
         store.set("k", "v", updated_by="a")
         _kill_pool_sessions(dsn)
         with pytest.raises(DatabaseConnectionError):
-            store.set("k", "w", updated_by="a")
+            store.delete("k", deleted_by="a")
         assert store.get("k") == "v"
+
+
+def test_a_write_whose_read_first_lost_the_connection_is_sent_once(dsn: str) -> None:
+    """``set`` reads the schema revision before it writes: that read, cut off, is retried on a
+    fresh connection, and the write is then sent once (one new version, one retry logged)."""
+    with ConfigDAL(dsn, max_size=1, min_size=1, check_after_idle=3600) as store:
+        store.set("k", "v", updated_by="a")
+        _kill_pool_sessions(dsn)
+        with capture_logs() as logs:
+            assert store.set("k", "w", updated_by="a").version == 2
+        assert [e["outcome"] for e in logs if e.get("outcome") == "retry"] == ["retry"]
+        assert [revision.version for revision in store.history("k")] == [2, 1]
 
 
 def test_recreating_a_key_while_it_is_being_deleted_is_retried_not_refused(

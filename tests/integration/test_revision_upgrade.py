@@ -77,6 +77,10 @@ def test_revisions_continue_above_those_drawn_before_0006(empty_dsn: str, tmp_pa
         assert len(migrated) == 1
         assert _revisions(observer) == [("a", 1), ("b", 3), ("c", 4)]
 
+    # The rest of the migrations, which today's DAL needs; none of them draws a revision.
+    for path in sorted(sql_dir("migrations").glob("*.sql")):
+        shutil.copy(path, tmp_path)
+    migrate(empty_dsn, directory=tmp_path)
     with ConfigDAL(empty_dsn, max_size=1) as dal:
         dal.set("d", 1, updated_by="new")
         with dal.transaction() as tx:

@@ -102,6 +102,9 @@ def test_a_write_cut_off_in_flight_says_its_outcome_is_unknown(dsn: str) -> None
             deadline = time.monotonic() + 10
             pid = None
             while pid is None and time.monotonic() < deadline:  # the write, waiting on the lock
+                # pg_stat_activity is read once per transaction (stats_fetch_consistency):
+                # without a fresh snapshot, a write arriving after the first look is never seen.
+                holder.execute("SELECT pg_stat_clear_snapshot()")
                 row = holder.execute(
                     "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                     "AND query LIKE '%%configurations%%' LIMIT 1"
