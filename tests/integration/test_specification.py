@@ -252,3 +252,22 @@ def test_entries_filled_before_the_feed_first_listens_are_dropped_when_it_does(
         with psycopg.connect(dsn, autocommit=True) as owner:
             owner.execute(sql.SQL("DROP OWNED BY {}").format(ident))
             owner.execute(sql.SQL("DROP ROLE {}").format(ident))
+
+
+def test_a_transaction_drops_the_keys_it_deleted(dsn: str) -> None:
+    """A delete inside the cached DAL's transaction is seen at once after the commit, even
+    though no change feed announces it."""
+    with CachedConfigDAL(dsn) as cache:
+        cache.set("t.gone", "here", updated_by="t")
+        assert cache.get("t.gone") == "here"
+        with _unannounced(dsn), cache.transaction() as tx:
+            tx.delete("t.gone", deleted_by="t")
+        assert cache.get("t.gone") is None
+
+
+def test_cache_health_reports_the_age_of_its_last_resync(dsn: str) -> None:
+    with CachedConfigDAL(dsn) as cache:
+        assert cache._change_feed().wait_connected(30.0)
+        report = cache.health()
+    assert report.cache_age_seconds is not None
+    assert 0 <= report.cache_age_seconds < 600

@@ -115,3 +115,22 @@ def test_cached_rows_share_repeated_text() -> None:
     assert isinstance(second, ConfigEntry)
     assert first.updated_by is second.updated_by
     assert first.data_type is second.data_type
+
+
+def test_a_fill_of_a_key_nobody_touched_is_stored() -> None:
+    """A key never written nor announced here: what the read found is kept (a miss
+    would send every read of it to the database)."""
+    cache = ConfigCache()
+    cache.fill("fresh", _entry("fresh", 7, 3), cache.generation("fresh"))
+    assert cache.value("fresh") == 7
+
+
+def test_an_own_write_of_the_announced_version_is_kept() -> None:
+    """Our write of version 2, after version 2 itself was announced: that is the newest
+    value, so it is held (only an older one than announced is dropped)."""
+    cache = ConfigCache()
+    cache.changed(_change("k", 2))
+    cache.written("k", _entry("k", 20, 2))
+    assert cache.value("k") == 20
+    cache.written("k", _entry("k", 10, 1))  # older than announced: dropped
+    assert cache.value("k") is MISS
