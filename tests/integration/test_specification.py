@@ -163,10 +163,17 @@ def test_cache_hits_come_from_memory(dsn: str) -> None:
     """Once read (get, get_entry, get_many) or written, a key is answered from memory; a
     key read as absent is remembered absent."""
     with CachedConfigDAL(dsn) as cache:
-        cache.set_many({"m.a": "a1", "m.b": "b1"}, updated_by="t")
-        with ConfigDAL(dsn) as other:
-            other.set("m.c", "c1", updated_by="t")
-        cache.watch("m.").close()  # the feed has seen every change so far
+        with cache.watch("m.") as changes:
+            cache.set_many({"m.a": "a1", "m.b": "b1"}, updated_by="t")
+            with ConfigDAL(dsn) as other:
+                other.set("m.c", "c1", updated_by="t")
+            # Once this watch has every change, the cache has had it too: the feed calls its
+            # subscribers in order, and the cache subscribed first, at open(). (A read that
+            # filled before the change reached the cache would be dropped by it.)
+            seen = {
+                change.key for change in (changes.next(timeout=30.0) for _ in range(3)) if change
+            }
+            assert seen == {"m.a", "m.b", "m.c"}
         assert cache.get("m.c") == "c1"
         assert cache.get("m.absent") is None
         assert cache.get_many(["m.b"]) == {"m.b": "b1"}
