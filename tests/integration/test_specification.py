@@ -278,3 +278,16 @@ def test_cache_health_reports_the_age_of_its_last_resync(dsn: str) -> None:
         report = cache.health()
     assert report.cache_age_seconds is not None
     assert 0 <= report.cache_age_seconds < 600
+
+
+def test_a_rollback_and_a_set_default_are_read_back_at_once(dsn: str) -> None:
+    """Read-your-writes for every write, not only set: a rollback and a set_default of the
+    cached DAL are answered from memory at once, though no feed announces them."""
+    with CachedConfigDAL(dsn) as cache:
+        cache.set("r.k", "one", updated_by="t")
+        cache.set("r.k", "two", updated_by="t")
+        assert (cache.get("r.k"), cache.get("r.new")) == ("two", None)  # held, and held absent
+        with _unannounced(dsn):
+            cache.rollback("r.k", to_version=1, updated_by="t")
+            cache.set_default("r.new", 5, updated_by="t")
+        assert (cache.get("r.k"), cache.get("r.new")) == ("one", 5)
