@@ -288,3 +288,60 @@ def test_development_modules_stay_out_of_the_runtime_imports() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_topic_commands_are_what_each_topic_adds() -> None:
+    """TOPIC_COMMANDS names each topic's commands, in --help order: a command line naming
+    one builds only that topic, so a command listed under the wrong topic would vanish."""
+    from amira_data_access.cli import TOPIC_COMMANDS, topic
+
+    for name, listed in TOPIC_COMMANDS.items():
+        assert tuple(_commands(build_parser((topic(name),)))) == listed, name
+    every = [command for listed in TOPIC_COMMANDS.values() for command in listed]
+    assert list(_commands(build_parser())) == every
+
+
+def test_a_command_imports_and_builds_only_its_topic() -> None:
+    """``get`` imports the keys module and none of the other commands' modules."""
+    probe = (
+        "import contextlib, io, sys\n"
+        "from amira_data_access.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['--json', 'get', '--help']) == 0\n"
+        "print(sorted(m for m in sys.modules if m.startswith('amira_data_access.cli.')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = done.stdout.strip()
+    assert "amira_data_access.cli.keys" in loaded
+    for other in ("transfer", "schema", "schemas", "history", "watching", "flags", "embedded"):
+        assert f"amira_data_access.cli.{other}'" not in loaded, other
+
+
+def test_one_topic_parses_helps_and_fails_as_the_whole_command_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each command's --help and usage errors read the same as with every command built."""
+    whole = _commands(build_parser())
+    for name, sub in whole.items():
+        assert main(["-q", name, "--help"]) == 0
+        assert capsys.readouterr().out == sub.format_help(), name
+    assert main(["--dsn", "host=nowhere port=1", "get"]) == 2  # KEY missing
+    narrowed = capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--dsn", "host=nowhere port=1", "get"])
+    assert narrowed == capsys.readouterr().err
+    assert main(["--output", "bogus", "get", "k"]) == 2
+    assert "invalid choice: 'bogus'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["-h", "get"], ["-qh", "get"], ["--help", "get", "k"]])
+def test_help_before_a_command_lists_every_command(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-h before the command is the top-level help: all the commands, not just get's topic."""
+    assert main(argv) == 0
+    listed = capsys.readouterr().out
+    for command in ("get", "migrate", "watch", "server", "completion"):
+        assert f"    {command} " in listed, command

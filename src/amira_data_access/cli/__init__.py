@@ -29,22 +29,24 @@ This module parses and runs; the commands live in one module per topic
 the parser, on the :class:`~.context.Context` and :class:`~.context.Outcome` of
 :mod:`.context`. Building the parser imports none of the library: ``--help``,
 ``--version`` and shell completion stay fast, and each command imports what it
-uses when it runs.
+uses when it runs. A command line that names a command imports and builds only
+that command's topic (:data:`TOPIC_COMMANDS`); its ``--help`` and its errors
+read the same as with every command built.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import io
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, Final, TextIO, cast
+from typing import TYPE_CHECKING, Any, Final, TextIO, cast
 
-from . import audit, completion, embedded, flags, history, keys, schema, schemas, transfer, watching
-from . import secrets as secret_keys
-from .arguments import normalize
+from . import audit, completion
+from .arguments import normalize, top_command
 from .context import (
     ALL_OUTPUTS,
     EXIT_BROKEN_PIPE,
@@ -63,6 +65,9 @@ from .context import (
 )
 from .output import Style, to_json
 from .values import YAML_MISSING, NotFoundError, UsageError
+
+if TYPE_CHECKING:  # a topic module is imported when first named (see __getattr__)
+    from . import schema as schema
 
 __all__ = [
     "EXIT_BROKEN_PIPE",
@@ -92,23 +97,44 @@ examples:
   amira-config set amira.nlu.detection_threshold 0.82 --type float --reason "ticket 42"
   amira-config list amira.chat. -o json | jq .
   amira-config completion bash > ~/.local/share/bash-completion/completions/amira-config"""
-# Each topic module's add_commands, in the order their commands are listed in --help.
-TOPICS: Final[tuple[AddCommands, ...]] = tuple(
-    topic.add_commands
-    for topic in (
-        keys,
-        history,
-        transfer,
-        schema,
-        schemas,
-        watching,
-        flags,
-        secret_keys,
-        audit,
-        embedded,
-        completion,
-    )
-)
+# The topic modules, in the order their commands are listed in --help, and the
+# commands each adds (tests/unit/test_cli_main.py checks them against the parsers).
+# A command line naming one of these commands imports and builds only its topic:
+# building every parser cost more than a `get` spends on its query (10-40 ms).
+TOPIC_COMMANDS: Final[dict[str, tuple[str, ...]]] = {
+    "keys": ("get", "set", "delete", "list"),
+    "history": ("history", "rollback", "diff"),
+    "transfer": ("export", "import"),
+    "schema": ("migrate", "status", "verify", "baseline", "repair", "reset", "check"),
+    "schemas": ("schema",),
+    "watching": ("watch",),
+    "flags": ("flag",),
+    "secrets": ("secrets",),
+    "audit": ("audit", "access"),
+    "embedded": ("server",),
+    "completion": ("completion",),
+}
+_TOPIC_OF: Final = {command: topic for topic, names in TOPIC_COMMANDS.items() for command in names}
+
+
+def topic(name: str) -> AddCommands:
+    """The ``add_commands`` of the topic module ``name`` (a key of :data:`TOPIC_COMMANDS`),
+    imported now."""
+    module = importlib.import_module(f"{__name__}.{name}")
+    return cast(AddCommands, module.add_commands)
+
+
+def all_topics() -> tuple[AddCommands, ...]:
+    """Every topic's ``add_commands``, in --help order (imports every command module)."""
+    return tuple(topic(name) for name in TOPIC_COMMANDS)
+
+
+def __getattr__(name: str) -> Any:
+    # ``cli.schema`` and the other topic modules, imported when first named (the
+    # migrations command narrows the CLI to ``cli.schema.add_commands``).
+    if name in TOPIC_COMMANDS:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def exit_code(exc: BaseException) -> int:
@@ -228,13 +254,19 @@ class _CommandParser(argparse.ArgumentParser):
 
 
 def build_parser(
-    topics: Sequence[AddCommands] = TOPICS, *, description: str = DESCRIPTION
+    topics: Sequence[AddCommands] | None = None,
+    *,
+    description: str = DESCRIPTION,
+    epilog: str | None = None,
 ) -> argparse.ArgumentParser:
-    """The whole command line (or the commands of some topics): each topic adds its own."""
+    """The whole command line (``topics`` None), or the commands of some topics: each
+    topic adds its own. The whole one ends with :data:`EPILOG` unless given another."""
+    if topics is None:
+        topics, epilog = all_topics(), epilog or EPILOG
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=description,
-        epilog=EPILOG if topics is TOPICS else None,
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,  # --value=x must never be taken as --value-file=x
     )
@@ -452,12 +484,12 @@ def _silence_stdout() -> None:
 def main(
     argv: Sequence[str] | None = None,
     *,
-    topics: Sequence[AddCommands] = TOPICS,
+    topics: Sequence[AddCommands] | None = None,
     description: str = DESCRIPTION,
 ) -> int:
     """Run one command; return the exit code.
 
-    ``topics`` narrows the commands on offer: ``python -m amira_data_access.migrations``
+    ``topics`` narrows the commands on offer (None: all): ``python -m amira_data_access.migrations``
     is this function with the schema commands only.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -469,8 +501,31 @@ def main(
         return EXIT_BROKEN_PIPE
 
 
-def _main(arguments: list[str], topics: Sequence[AddCommands], description: str) -> int:
-    parser = build_parser(topics, description=description)
+def _parser_for(
+    arguments: Sequence[str], topics: Sequence[AddCommands] | None, description: str
+) -> argparse.ArgumentParser:
+    """The parser for this command line: only the named command's topic when that is all
+    it can need (the command's own --help and errors are the same either way); the whole
+    command line for --help, --version, completion or anything unrecognised."""
+    if topics is None and arguments[:1] != [completion.COMPLETE_COMMAND]:
+        found = top_command(build_parser(()), arguments)
+        if found is not None:
+            before, command = found
+            wanted = _TOPIC_OF.get(command)
+            if wanted is not None and not any(map(_may_be_top_level_help, before)):
+                return build_parser((topic(wanted),), description=description, epilog=EPILOG)
+    return build_parser(topics, description=description)
+
+
+def _may_be_top_level_help(word: str) -> bool:
+    """--help, --version, or a cluster of short options (``-qh``) that may hold -h."""
+    if word.startswith("--"):
+        return word in ("--help", "--version")
+    return word == "-h" or len(word) > 2
+
+
+def _main(arguments: list[str], topics: Sequence[AddCommands] | None, description: str) -> int:
+    parser = _parser_for(arguments, topics, description)
     if arguments[:1] == [completion.COMPLETE_COMMAND]:
         return completion.complete(parser, arguments[1:])
     secrets = _Secrets(arguments)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-__all__ = ["DASH_VALUE_SLOT", "normalize"]
+__all__ = ["DASH_VALUE_SLOT", "normalize", "top_command"]
 
 # set_defaults(dash_value_slot=N): the Nth positional (0-based) may start with "-".
 DASH_VALUE_SLOT = "dash_value_slot"
@@ -62,11 +62,10 @@ def _known_with_value(word: str, arity: dict[str, int]) -> bool:
     return len(word) > 2 and arity.get(word[:2]) == 1
 
 
-def normalize(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
-    """``argv`` spelled so that argparse reads it as a person means it (module docstring)."""
-    words = list(argv)
+def _global_words(parser: argparse.ArgumentParser, words: Sequence[str]) -> tuple[list[str], int]:
+    """The global options before the command (``--dsn X`` joined as ``--dsn=X``), and
+    the index of the word after them: the command, if any."""
     top = _arity(parser)
-    commands = _commands(parser)
     before: list[str] = []
     index = 0
     while index < len(words):
@@ -79,6 +78,24 @@ def normalize(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]
             index += 1
         else:
             break
+    return before, index
+
+
+def top_command(
+    parser: argparse.ArgumentParser, argv: Sequence[str]
+) -> tuple[list[str], str] | None:
+    """The global options before the command and the command's name, as :func:`normalize`
+    finds them with ``parser``'s global options (None: no word left for a command)."""
+    words = list(argv)
+    before, index = _global_words(parser, words)
+    return (before, words[index]) if index < len(words) else None
+
+
+def normalize(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``argv`` spelled so that argparse reads it as a person means it (module docstring)."""
+    words = list(argv)
+    commands = _commands(parser)
+    before, index = _global_words(parser, words)
     if index >= len(words) or words[index] not in commands:
         return words  # no command (or an unknown one): argparse says so
     command = [words[index]]
