@@ -52,12 +52,27 @@ def is_enabled(level: str) -> bool:
     """Whether an event at ``level`` could be emitted at all (cheap: for the hot path).
 
     Without structlog configured, this is the stdlib logger's own level check,
-    and a filtered event then costs nothing more. With structlog configured,
-    its filtering bound logger decides, so say yes here.
+    and a filtered event then costs nothing more. With structlog configured, a
+    filtering bound logger (``make_filtering_bound_logger``, as
+    :func:`configure_logging` sets) says what it drops; any other wrapper may
+    still emit the event, so say yes. A ``get`` with no event to emit takes the
+    DAL's fast path (``AsyncConfigDAL.get``).
     """
-    if _configured_structlog() is not None:
-        return True
-    return _stdlib.isEnabledFor(_LEVELS.get(level, logging.WARNING))
+    numeric = _LEVELS.get(level, logging.WARNING)
+    structlog = _configured_structlog()
+    if structlog is not None:
+        least = _least_level(structlog.get_config().get("wrapper_class"))
+        return least is None or numeric >= least
+    return _stdlib.isEnabledFor(numeric)
+
+
+@cache
+def _least_level(wrapper: Any) -> int | None:
+    """The level below which structlog's ``wrapper`` drops events, or None if it may not."""
+    try:
+        return int(wrapper(None, processors=[], context={}).get_effective_level())
+    except Exception:  # not a filtering bound logger (stdlib's BoundLogger, a custom one)
+        return None
 
 
 def get_logger() -> Any:

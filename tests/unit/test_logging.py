@@ -248,3 +248,26 @@ def test_is_enabled_follows_the_stdlib_level_until_structlog_is_configured() -> 
         assert is_enabled("debug")
     finally:
         logger.setLevel(old)
+
+
+def test_is_enabled_asks_a_filtering_structlog_logger_its_level() -> None:
+    """configure_logging(level="INFO") drops debug events: a get then has none to emit."""
+    from amira_data_access.logging import is_enabled
+
+    configure_logging(level="INFO", stream=io.StringIO())
+    assert not is_enabled("debug")
+    assert is_enabled("info")
+    assert is_enabled("warning")
+    configure_logging(level="DEBUG", stream=io.StringIO())
+    assert is_enabled("debug")
+
+
+def test_is_enabled_says_yes_to_a_structlog_wrapper_that_filters_later() -> None:
+    """stdlib's BoundLogger filters in a processor (filter_by_level): it may emit anything."""
+    from amira_data_access.logging import is_enabled
+
+    structlog.configure(wrapper_class=structlog.stdlib.BoundLogger)
+    assert is_enabled("debug")
+    structlog.reset_defaults()
+    with capture_logs():  # structlog's default wrapper filters nothing: tests see every event
+        assert is_enabled("debug")
