@@ -345,3 +345,24 @@ def test_help_before_a_command_lists_every_command(
     listed = capsys.readouterr().out
     for command in ("get", "migrate", "watch", "server", "completion"):
         assert f"    {command} " in listed, command
+
+
+def test_the_script_skips_the_last_collection_at_exit() -> None:
+    """amira-config (cli.run) freezes the process's objects before exiting, so that Python's
+    shutdown does not collect them all; main() itself, run in-process, freezes nothing."""
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["amira-config"] == "amira_data_access.cli:run"
+    probe = (
+        "import atexit, gc, sys\n"
+        "from amira_data_access.cli import main, run\n"
+        "assert main(['--help']) == 0 and gc.get_freeze_count() == 0\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        "sys.argv = ['amira-config', 'completion', 'bash']\n"
+        "run()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines()[-1] == "frozen True"

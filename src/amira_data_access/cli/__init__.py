@@ -38,12 +38,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import io
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final, TextIO, cast
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO, cast
 
 from . import audit, completion
 from .arguments import normalize, top_command
@@ -80,6 +81,7 @@ __all__ = [
     "build_parser",
     "exit_code",
     "main",
+    "run",
 ]
 
 PROG = "amira-config"
@@ -479,6 +481,18 @@ def _silence_stdout() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
+
+
+def run() -> NoReturn:
+    """The ``amira-config`` script (and ``python -m amira_data_access.cli``): :func:`main`
+    on the process's arguments, then exit with its code."""
+    code = main()
+    # The process ends here: its objects need no last collection, yet Python's shutdown
+    # runs one over all of them (psycopg's and ours), which took longer than the command
+    # itself (0.1 s quiet, up to ~0.9 s on a loaded machine). Frozen objects are skipped;
+    # atexit handlers, flushing and thread joins still happen.
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(
