@@ -334,6 +334,9 @@ def test_one_topic_parses_helps_and_fails_as_the_whole_command_line(
     assert narrowed == capsys.readouterr().err
     assert main(["--output", "bogus", "get", "k"]) == 2
     assert "invalid choice: 'bogus'" in capsys.readouterr().err
+    # history prune --versions … is audit's command: that topic is the one built.
+    assert main(["history", "prune", "--key", "k", "--versions", "1,2", "--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: amira-config audit ")
 
 
 @pytest.mark.parametrize("argv", [["-h", "get"], ["-qh", "get"], ["--help", "get", "k"]])

@@ -522,7 +522,8 @@ def _parser_for(
     it can need (the command's own --help and errors are the same either way); the whole
     command line for --help, --version, completion or anything unrecognised."""
     if topics is None and arguments[:1] != [completion.COMPLETE_COMMAND]:
-        found = top_command(build_parser(()), arguments)
+        # As _parse will read it: ``history prune --older-than …`` is audit's command.
+        found = top_command(build_parser(()), audit.spell_history_prune(list(arguments)))
         if found is not None:
             before, command = found
             wanted = _TOPIC_OF.get(command)
