@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from amira_data_access import ConfigChange, ConfigDAL
+from amira_data_access.core.arguments import prefix_end
 
 from . import _internals
 from ._context import Context, load_queries
@@ -260,7 +261,7 @@ def snapshot_whole(ctx: Context) -> Comparison:
     now = data.now
     return _history_comparison(
         ctx, "scale_snapshot", "`snapshot_at(now)` of the whole table",
-        "get_snapshot_at", {"at": now, "prefix": ""},
+        "get_snapshot_chunks_at", {"at": now, "prefix": "", "prefix_end": prefix_end("")},
         lambda dal: dal.snapshot_at(now), "`ConfigDAL.snapshot_at(now)` (every key)",
         ctx.ops(1, 1),
     )  # fmt: skip

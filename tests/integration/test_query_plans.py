@@ -168,22 +168,52 @@ def test_get_at_an_early_instant_reads_one_history_row(
     assert _history_rows_read(plan) <= 2, plan
 
 
+@pytest.mark.parametrize("query", ["get_snapshot_chunks_at", "get_snapshot_at"])
 @pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
 def test_a_snapshot_now_does_not_read_the_whole_history(
-    dsn: str, deep_history: dict[str, Any], generic: bool
+    dsn: str, deep_history: dict[str, Any], generic: bool, query: str
 ) -> None:
     """get_snapshot_at reads the current rows, and only the changes after the instant.
 
     The DISTINCT ON over the whole history sorted every history row (an external
     sort of 1.1 M rows, 2 s).
     """
-    params = {"prefix": "", "at": deep_history["now"]}
+    params = {"prefix": "", "prefix_end": prefix_end(""), "at": deep_history["now"]}
     with psycopg.connect(dsn, autocommit=True) as conn:
-        plan = (
-            _generic_plan(conn, "get_snapshot_at", params)
-            if generic
-            else _explained(conn, "get_snapshot_at", params)
-        )
-    assert plan["Actual Rows"] == KEYS + 1
+        plan = _generic_plan(conn, query, params) if generic else _explained(conn, query, params)
+    chunks = -(-(KEYS + 1) // 250)  # get_snapshot_chunks_at: a row per 250 keys
+    assert plan["Actual Rows"] == (chunks if query == "get_snapshot_chunks_at" else KEYS + 1)
     history = KEYS + VERSIONS
     assert _history_rows_read(plan) <= 10, f"read {_history_rows_read(plan)} of {history}"
+
+
+@pytest.mark.parametrize("query", ["get_snapshot_chunks_at", "get_snapshot_at"])
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+def test_a_narrow_snapshot_reads_only_its_keys(
+    dsn: str, deep_history: dict[str, Any], generic: bool, query: str
+) -> None:
+    """A snapshot of one key's prefix reads that key's rows, not the table from the prefix on.
+
+    Without :prefix_end a generic plan scanned from the prefix to the end of the
+    current table (starts_with() gives it no upper bound).
+    """
+    prefix = "a.000010"  # exactly one key (a.000010), with 19,990 keys after it
+    params = {"prefix": prefix, "prefix_end": prefix_end(prefix), "at": deep_history["early"]}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        plan = _generic_plan(conn, query, params) if generic else _explained(conn, query, params)
+    scans = [
+        node
+        for node in _nodes(plan)
+        if node.get("Relation Name") == "configurations" and "Index" in node["Node Type"]
+    ]
+    assert scans, plan
+    condition = scans[0].get("Index Cond", "")
+    assert "key >=" in condition
+    assert "key <" in condition.replace("key >=", "")
+    touched = sum(
+        (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0))
+        * node.get("Actual Loops", 1)
+        for node in _nodes(plan)
+        if node.get("Relation Name") in ("configurations", "configuration_history")
+    )
+    assert touched <= 20, f"the scans read {touched} rows for a prefix of 1 key"

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
-from ..codec import DEFAULT_LIMITS, follows_key_grammar, read_json
+from ..codec import DEFAULT_LIMITS, UnreadableJson, follows_key_grammar, read_json
 from ..core.statements import (
     AppliedEntryRow,
     DeletedKeyRow,
@@ -50,6 +50,7 @@ from ..core.statements import (
     SchemaListRow,
     SchemaRevisionRow,
     SchemaRow,
+    SnapshotChunkRow,
     Statement,
 )
 from ..entries import ConfigChange
@@ -192,6 +193,11 @@ def _jsonb_float(text: str) -> float:
 
 def _loads(text: str) -> Any:
     return read_json(text, object_pairs_hook=_jsonb_object, parse_float=_jsonb_float)
+
+
+# get_snapshot_chunks_at: keys per chunk, and the data types it leaves out of typed.
+_SNAPSHOT_CHUNK = 250
+_DECODED_AS_READ = frozenset({"str", "int", "bool", "json", "flag"})
 
 
 def _text(value: Jsonb) -> str:
@@ -378,7 +384,7 @@ class TwinStatements:
         return (change.operation, _loads(change.value), change.data_type) if change else None
 
     def get_snapshot_at(
-        self, session: Session, /, *, at: datetime, prefix: str
+        self, session: Session, /, *, at: datetime, prefix: str, prefix_end: str
     ) -> list[KeyValueRow]:
         snapshot = []
         for key in sorted(k for k in session.tables.history if k.startswith(prefix)):
@@ -386,6 +392,22 @@ class TwinStatements:
             if change is not None and change.operation != "delete":
                 snapshot.append((key, _loads(change.value), change.data_type))
         return snapshot
+
+    def get_snapshot_chunks_at(
+        self, session: Session, /, *, at: datetime, prefix: str, prefix_end: str
+    ) -> list[SnapshotChunkRow]:
+        rows = self.get_snapshot_at(session, at=at, prefix=prefix, prefix_end=prefix_end)
+        chunks: list[SnapshotChunkRow] = []
+        for first in range(0, len(rows), _SNAPSHOT_CHUNK):
+            chunk = rows[first : first + _SNAPSHOT_CHUNK]
+            values = {key: value for key, value, _ in chunk}
+            typed = {key: kind for key, _, kind in chunk if kind not in _DECODED_AS_READ}
+            # One JSON document per chunk: one value Python cannot decode spoils it all.
+            unreadable = any(value.__class__ is UnreadableJson for value in values.values())
+            chunks.append(
+                (UnreadableJson("a value of the chunk") if unreadable else values, typed or None)
+            )
+        return chunks
 
     # -- writes ----------------------------------------------------------------------
 

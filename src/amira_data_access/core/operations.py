@@ -51,7 +51,7 @@ from .arguments import (
 )
 from .running import UNSET, Context, Operation, Steps
 from .schema_operations import enforce, judged, load_schemas, refuse
-from .statements import DeletedKeyRow
+from .statements import DeletedKeyRow, SnapshotChunkRow
 from .statements import Statements as Q
 
 __all__ = [
@@ -172,12 +172,55 @@ def snapshot_at(ctx: Context, when: datetime, prefix: str) -> Steps[dict[str, An
     with ctx.operation("config.snapshot_at", prefix) as op:
         validate_instant(when)
         validate_prefix(prefix)
-        rows = yield from op.sql(Q.get_snapshot_at, at=when, prefix=prefix)
-        snapshot = dict(
-            _read_all(op, rows, lambda row: (row[0], decode_value(row[1], row[2], row[0])), dict)
-        )
+        end = prefix_end(prefix)
+        chunks = yield from op.sql(Q.get_snapshot_chunks_at, at=when, prefix=prefix, prefix_end=end)
+        read = _snapshot_from_chunks(op, chunks)
+        if read is None:  # a value Python cannot decode: find which, row by row
+            rows = yield from op.sql(Q.get_snapshot_at, at=when, prefix=prefix, prefix_end=end)
+            snapshot = dict(
+                _read_all(
+                    op, rows, lambda row: (row[0], decode_value(row[1], row[2], row[0])), dict
+                )
+            )
+            op.note(count=len(snapshot))
+            return {key: ctx.reveal(key, value) for key, value in snapshot.items()}
+        snapshot, decoded = read
         op.note(count=len(snapshot))
-        return {key: ctx.reveal(key, value) for key, value in snapshot.items()}
+        for key in decoded:  # reveal() returns every other value unchanged
+            snapshot[key] = ctx.reveal(key, snapshot[key])
+        return snapshot
+
+
+def _snapshot_from_chunks(
+    op: Operation, chunks: Iterable[SnapshotChunkRow]
+) -> tuple[dict[str, Any], list[str]] | None:
+    """The snapshot get_snapshot_chunks_at sent, decoded as get_snapshot_at's rows would be,
+    and the keys decode_value saw, in key order (None: a chunk Python cannot decode, so
+    read the rows to name the key).
+
+    Only the keys in a chunk's ``typed`` go through decode_value: the SQL leaves out the
+    data types it returns unchanged (so only those can be secrets). A value that cannot
+    be decoded does not stop the rest, as in :func:`_read_all`.
+    """
+    snapshot: dict[str, Any] = {}
+    decoded: list[str] = []
+    failed: list[UnreadableValueError] = []
+    for values, typed in chunks:
+        if values.__class__ is not dict:
+            return None  # an UnreadableJson marker
+        if typed is not None:
+            for key, data_type in typed.items():
+                try:
+                    values[key] = decode_value(values[key], data_type, key)
+                except UnreadableValueError as exc:
+                    failed.append(exc)
+                    del values[key]
+                else:
+                    decoded.append(key)
+        snapshot.update(values)
+    if failed:
+        raise _unreadable(op, failed, snapshot)
+    return snapshot, decoded
 
 
 # -- writes ----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ __all__ = [
     "SchemaListRow",
     "SchemaRevisionRow",
     "SchemaRow",
+    "SnapshotChunkRow",
     "Statement",
     "Statements",
     "checked_queries",
@@ -52,6 +53,8 @@ EntryRow = tuple[str, Any, str, str | None, int, datetime, datetime, str]
 # A conditional write: (applied, *the entry it wrote or found).
 AppliedEntryRow = tuple[bool, str, Any, str, str | None, int, datetime, datetime, str]
 KeyValueRow = tuple[str, Any, str]
+# get_snapshot_chunks_at: ({key: value}, {key: data_type} or None), or an unreadable marker.
+SnapshotChunkRow = tuple[Any, dict[str, str] | None]
 DeletedKeyRow = tuple[str, bool]
 RevisionRow = tuple[int, str, int, str, Any, str, str | None, str, datetime, str | None, str | None]
 # queries/schemas.sql: (target, kind, schema, description, version, updated_by, updated_at),
@@ -176,7 +179,13 @@ class Statements(Protocol):
         self, conn: Any, /, *, key: str, at: datetime
     ) -> tuple[str, Any, str] | None: ...
 
-    def get_snapshot_at(self, conn: Any, /, *, at: datetime, prefix: str) -> list[KeyValueRow]: ...
+    def get_snapshot_at(
+        self, conn: Any, /, *, at: datetime, prefix: str, prefix_end: str
+    ) -> list[KeyValueRow]: ...
+
+    def get_snapshot_chunks_at(
+        self, conn: Any, /, *, at: datetime, prefix: str, prefix_end: str
+    ) -> list[SnapshotChunkRow]: ...
 
     def rollback_configuration(
         self, conn: Any, /, *, key: str, to_version: int, updated_by: str, reason: str | None
