@@ -295,7 +295,9 @@ class AsyncCachedConfigDAL(AsyncConfigDAL):
         if self._hits_live._flag:
             # A hit is the whole cost of the read: one lookup, and the row says what to do.
             try:
-                row = self._rows.get(key)
+                row = self._rows[key]  # a subscript: cheaper than .get() on a hit
+            except KeyError:  # a miss: the database's round trip dwarfs the raise
+                row = None
             except TypeError:  # unhashable: not a key, which the operation below refuses
                 row = None
             if row is not None:
