@@ -39,6 +39,9 @@ MISS: Final = object()  # not cached
 ABSENT: Final = object()  # cached: the key does not exist
 FORGET: Final = object()  # written(): drop the key, its new version is not known here
 _SHARED_KEPT: Final = 10_000  # distinct texts (or plans) stored once each, per table
+# Descriptions repeat only when templated (a few distinct ones); mostly each key has its
+# own, which a table could not share but would pay an entry for: keep it small.
+_DESCRIPTIONS_KEPT: Final = 1_000
 _TREE_DEPTH: Final = 100  # deeper containers are kept marshal-ed (copy_tree recurses)
 
 # A cached row: (value, how, version, data_type, description, created_at, updated_at,
@@ -76,16 +79,17 @@ class _NotATree(Exception):  # noqa: N818  # internal: "keep it marshal-ed inste
 class _Shared:
     """Equal objects stored once: the first one seen is handed out for the others (bounded)."""
 
-    __slots__ = ("_kept",)
+    __slots__ = ("_kept", "_limit")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = _SHARED_KEPT) -> None:
         self._kept: dict[Any, Any] = {}
+        self._limit = limit
 
     def __call__(self, obj: Any) -> Any:
         kept = self._kept.get(obj)
         if kept is None:
             kept = obj
-            if len(self._kept) < _SHARED_KEPT:
+            if len(self._kept) < self._limit:
                 self._kept[obj] = obj
         return kept
 
@@ -110,7 +114,7 @@ class ConfigCache:
         self._epoch = 0  # bumped by reset(): fills begun before it are void
         self._lock = threading.Lock()
         self._actors = _Shared()
-        self._descriptions = _Shared()
+        self._descriptions = _Shared(_DESCRIPTIONS_KEPT)
         self._names = _Shared()  # object keys of json values
         self._plans = _Shared()
 
@@ -242,12 +246,11 @@ class ConfigCache:
                     plan.append((name, inner))
                 out[name] = item
         elif cls is list:
-            out = []
+            out = value.copy()  # sized exactly (appending would over-allocate)
             for index, item in enumerate(value):
                 if item.__class__ not in _SCALARS:
-                    item, inner = self._tree(item, depth + 1)
+                    out[index], inner = self._tree(item, depth + 1)
                     plan.append((index, inner))
-                out.append(item)
         else:
             raise _NotATree
         return out, self._plans(tuple(plan))
