@@ -1,11 +1,19 @@
-"""The cache's bookkeeping without a database: generations, own writes, announced changes."""
+"""The cache's bookkeeping without a database: generations, own writes, announced changes,
+the copies a hit hands out, and when the cached DAL may serve a hit at all."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any, Final
 
+from amira_data_access import CachedConfigDAL
 from amira_data_access.entries import ConfigChange, ConfigEntry
+from amira_data_access.feed.cache import _liveness
 from amira_data_access.feed.cache_state import ABSENT, FORGET, MISS, ConfigCache
+from amira_data_access.feed.listener import ChangeFeed
+from amira_data_access.feed.local import LocalFeed
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -134,3 +142,145 @@ def test_an_own_write_of_the_announced_version_is_kept() -> None:
     assert cache.value("k") == 20
     cache.written("k", _entry("k", 10, 1))  # older than announced: dropped
     assert cache.value("k") is MISS
+
+
+def _containers(value: Any) -> Iterator[Any]:
+    """Every dict and list in a JSON tree, the tree itself first."""
+    if isinstance(value, dict | list):
+        yield value
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _containers(item)
+
+
+NESTED: Final = {
+    "rules": [{"if": {"in": ["a", [1, 2]]}, "then": [[], {}]}, "x", 1.5, None],
+    "flat": {"a": 1, "b": True},
+    "empty": [],
+}
+
+
+def test_a_nested_value_is_copied_at_every_depth() -> None:
+    """No list or dict handed out, however deep, is the cache's own: mutating any changes
+    nothing cached (the copy plan names every container, not only the top one)."""
+    cache = ConfigCache()
+    cache.written("k", _entry("k", NESTED, 1))
+    held = cache.rows["k"][0]
+    for got in (cache.value("k"), cache.entry("k").value):  # type: ignore[union-attr]
+        assert got == NESTED
+        handed = {id(c) for c in _containers(got)}
+        assert handed.isdisjoint(id(c) for c in _containers(held))
+        assert len(handed) == len(list(_containers(NESTED)))  # none shared twice either
+        for container in _containers(got):
+            container.clear()
+        assert cache.value("k") == NESTED
+
+
+def test_the_cache_keeps_its_own_copy_of_what_it_was_given() -> None:
+    """The entry a write or a read returned to its caller is not the cached tree."""
+    cache = ConfigCache()
+    value = {"a": [1]}
+    cache.fill("k", _entry("k", value, 1), cache.generation("k"))
+    value["a"].append(2)
+    value["b"] = 0
+    assert cache.value("k") == {"a": [1]}
+
+
+def test_values_that_are_not_plain_json_trees_are_still_copied() -> None:
+    """Nested deeper than a tree is kept, or holding a non-JSON type: kept marshal-ed, and
+    still equal and a fresh copy at each read."""
+    deep: Any = [1]
+    for _ in range(300):
+        deep = [deep]
+    cache = ConfigCache()
+    for key, value in [("deep", deep), ("tuple", {"a": (1, 2)}), ("keys", {1: "x"})]:
+        cache.written(key, _entry(key, value, 1))
+        first = cache.value(key)
+        assert first == value
+        assert first is not cache.value(key)
+        assert cache.entry(key).value == value  # type: ignore[union-attr]
+
+
+def test_immutable_values_are_handed_out_without_a_copy() -> None:
+    """str, int, float, bool and None need no copy: a hit returns the stored object."""
+    cache = ConfigCache()
+    for key, value in [("s", "".join(["te", "xt"])), ("i", 10**20), ("f", 2.5), ("n", None)]:
+        cache.written(key, _entry(key, value, 1))
+        assert cache.value(key) is cache.value(key) is cache.rows[key][0]
+
+
+def test_rows_share_equal_timestamps_descriptions_and_object_keys() -> None:
+    """Memory per key: created_at is updated_at's object when equal; descriptions and the
+    object keys of json values are stored once across rows."""
+    cache = ConfigCache()
+    for key in ("a", "b"):
+        description = "".join(["shared ", "text"])
+        name = "".join(["ena", "bled"])
+        created = datetime(2026, 1, 1, tzinfo=UTC)
+        entry = ConfigEntry(key, {name: True}, "json", description, 1, created, NOW, "t")
+        cache.written(key, entry)
+    first, second = cache.entry("a"), cache.entry("b")
+    assert isinstance(first, ConfigEntry)
+    assert isinstance(second, ConfigEntry)
+    assert first.created_at is first.updated_at
+    assert first.description is second.description
+    assert next(iter(cache.rows["a"][0])) is next(iter(cache.rows["b"][0]))
+    changed = datetime(2026, 2, 1, tzinfo=UTC)
+    cache.written("c", ConfigEntry("c", 1, "int", None, 1, NOW, changed, "t"))
+    third = cache.entry("c")
+    assert isinstance(third, ConfigEntry)
+    assert (third.created_at, third.updated_at) == (NOW, changed)
+
+
+# -- the cached DAL's hit path, without a database ---------------------------------------
+
+
+def _offline_dal(read: list[str]) -> CachedConfigDAL:
+    """A cached DAL that never connects: a read-through answers "from the database"."""
+    dal = CachedConfigDAL("host=/nonexistent dbname=none")
+
+    def read_entry(key: str) -> ConfigEntry | None:
+        read.append(key)
+        return _entry(key, "from the database", 9)
+
+    dal._read_entry = read_entry  # type: ignore[method-assign]
+    return dal
+
+
+def test_hits_are_served_only_while_the_listener_is_live() -> None:
+    """The hit path reads the listener's state itself: a hit while it is connected, the
+    database the moment it is not, and never after close() (whatever the feed says)."""
+    read: list[str] = []
+    dal = _offline_dal(read)
+    cache = dal._cache
+    cache.fill("s", _entry("s", "cached", 1), cache.generation("s"))
+    cache.fill("j", _entry("j", {"a": [1]}, 1), cache.generation("j"))
+    cache.fill("gone", None, cache.generation("gone"))
+    feed = ChangeFeed("host=/nonexistent", {})  # never started: its state is set by hand
+    assert dal.get("s") == "from the database"  # not following a feed yet
+    dal._hits_live = _liveness(feed)
+    assert dal.get("s") == "from the database"  # followed, not connected yet
+    feed._set_connected(True)
+    read.clear()
+    assert dal.get("s") == "cached"
+    got = dal.get("j")
+    got["a"].append(2)
+    assert dal.get("j") == {"a": [1]}
+    assert dal.get("gone", default="d") == "d"
+    assert dal.get_many(["s", "gone"]) == {"s": "cached"}
+    assert read == []
+    feed._set_connected(False)  # the listener lost its connection
+    assert dal.get("s") == "from the database"
+    assert dal.get("gone", default="d") == "from the database"
+    feed._set_connected(True)
+    assert dal.get("s") == "cached"
+    dal.close()
+    assert dal.get("s") == "from the database"
+
+
+def test_the_liveness_of_another_feed_is_asked_at_each_read() -> None:
+    """A feed that is not the listener (the in-memory store's) is asked ``connected``."""
+    feed = LocalFeed(lambda _revision: [], threading.RLock())
+    live = _liveness(feed)
+    assert live._flag
+    feed.close()
+    assert not live._flag
