@@ -65,8 +65,9 @@ async def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> N
 
 
 def _in_use(dal: AsyncConfigDAL) -> int:
+    """Connections checked out of the pool by a call (not the idle one leased for reads)."""
     stats = dal.pool.get_stats()
-    return stats["pool_size"] - stats["pool_available"]
+    return stats["pool_size"] - stats["pool_available"] - dal._lease.held
 
 
 async def _cancel_mid_statement(dsn: str, dal: AsyncConfigDAL, write: Awaitable[Any]) -> float:
