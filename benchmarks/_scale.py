@@ -33,6 +33,9 @@ __all__ = ["SCALE_COMPARISONS"]
 
 HOT_KEYS = 10  # keys whose history is made deep
 CATCH_UP_TIMEOUT_S = 300.0
+# Sorts after every loaded key (bench.svc…), so the outage's update never locks it.
+HOLD_KEY = f"{KEY_PREFIX}zz.feed-hold"
+HOLD_MARKER = "bench-feed-hold"
 
 
 def _sizes(ctx: Context) -> tuple[int, int, int]:
@@ -271,7 +274,13 @@ def snapshot_whole(ctx: Context) -> Comparison:
 
 
 class _Deliveries:
-    """Counts the changes of one outage as the feed hands them to a subscriber."""
+    """Counts the changes of one outage as the feed hands them to a subscriber.
+
+    A change by ``HOLD_MARKER…`` holds the feed's thread in this callback until
+    :meth:`release`: the listener cannot reconnect while the outage's changes commit
+    (a commit of 100 k changes takes longer than the reconnect, which would then
+    hear them announced live instead of missing them).
+    """
 
     def __init__(self) -> None:
         self.marker = ""
@@ -279,10 +288,17 @@ class _Deliveries:
         self.seen = 0
         self.last_ns = 0
         self.done = threading.Event()
+        self.holding = threading.Event()
+        self._released = threading.Event()
 
     def expect(self, marker: str, count: int) -> None:
         self.marker, self.expected, self.seen = marker, count, 0
         self.done.clear()
+        self.holding.clear()
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
 
     def __call__(self, change: ConfigChange) -> None:  # on the feed's thread
         if change.changed_by == self.marker:
@@ -290,6 +306,9 @@ class _Deliveries:
             if self.seen >= self.expected:
                 self.last_ns = time.perf_counter_ns()
                 self.done.set()
+        elif change.changed_by.startswith(HOLD_MARKER):
+            self.holding.set()
+            self._released.wait(CATCH_UP_TIMEOUT_S)
 
 
 def feed_catch_up(ctx: Context) -> Comparison:
@@ -301,10 +320,15 @@ def feed_catch_up(ctx: Context) -> Comparison:
     quiet = logging.NullHandler()
     library_logger.addHandler(quiet)
     ctx.stack.callback(library_logger.removeHandler, quiet)
+    admin = ctx.connect(dsn)
+    admin.execute(
+        "INSERT INTO amira_config.configurations (key, value, data_type, updated_by)"
+        " VALUES (%s, '0', 'int', 'benchmarks') ON CONFLICT (key) DO NOTHING",
+        (HOLD_KEY,),
+    )
     dal = ctx.stack.enter_context(ConfigDAL(dsn))
     deliveries = _Deliveries()
     ctx.stack.enter_context(dal.subscribe(deliveries))
-    admin = ctx.connect(dsn)
     writer = ctx.stack.enter_context(psycopg.connect(dsn))  # not autocommit: we commit
     rounds = iter(range(1 << 30))
 
@@ -317,6 +341,15 @@ def feed_catch_up(ctx: Context) -> Comparison:
                 " (SELECT key FROM amira_config.configurations ORDER BY key LIMIT %s)",
                 (marker, count),
             )  # open, not yet committed: the listener is cut before it commits
+            # The listener's thread held in a callback (a change of the hold key, past
+            # the keys updated), so it reconnects only once the outage has committed.
+            admin.execute(
+                "UPDATE amira_config.configurations SET updated_by = %s WHERE key = %s",
+                (f"{HOLD_MARKER}-{marker}", HOLD_KEY),  # a new writer each time: a change
+            )
+            if not deliveries.holding.wait(CATCH_UP_TIMEOUT_S):
+                writer.rollback()
+                raise RuntimeError("the hold key's change never reached the subscriber")
             cut = admin.execute(
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND application_name = %s",
@@ -324,14 +357,22 @@ def feed_catch_up(ctx: Context) -> Comparison:
             ).fetchone()
             if cut is None or cut[0] != 1:
                 writer.rollback()
+                deliveries.release()
                 raise RuntimeError(f"expected to cut one listener session, cut {cut}")
             writer.commit()
             committed, committed_at = time.perf_counter_ns(), time.monotonic()
+            deliveries.release()
             if not deliveries.done.wait(CATCH_UP_TIMEOUT_S):
                 raise RuntimeError(
                     f"{deliveries.seen}/{count} changes after {CATCH_UP_TIMEOUT_S} s"
                 )
+            # The feed says it is live (last_sync) only after it handed out the catch-up
+            # and heard its heartbeat back: wait for that, outside the timed span.
+            deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
             synced = _internals.feed_last_sync(dal)
+            while (synced is None or synced < committed_at) and time.monotonic() < deadline:
+                time.sleep(0.005)
+                synced = _internals.feed_last_sync(dal)
             if synced is None or synced < committed_at:
                 raise RuntimeError("the changes were announced live, not missed: cut too late")
             return deliveries.last_ns - committed
@@ -368,12 +409,14 @@ def feed_catch_up(ctx: Context) -> Comparison:
         ops=1,
         warmup_ops=1,
         describe=describe,
-        note="One operation: N keys updated in one open transaction, the listener's session "
-        "terminated (`pg_terminate_backend`), then the commit; timed from the commit until the "
-        "N-th change reached a `ConfigDAL.subscribe` callback: the feed's fixed reconnect "
-        "back-off (the bulk of the 1-change anchor), connect, the missed-changes query and the "
-        "dispatch. The run checks the feed's last "
-        "resync came after the commit, so the changes were re-read, not announced.",
+        note="One operation: N keys updated in one open transaction, the listener's thread held "
+        "in a subscriber callback (a change of another key), its session terminated "
+        "(`pg_terminate_backend`), then the commit and the thread released; timed from the "
+        "commit until the N-th change reached a `ConfigDAL.subscribe` callback: the feed's "
+        "reconnect back-off, connect, the missed-changes query and the dispatch. The hold keeps "
+        "the listener from reconnecting while a big commit is still running (it would then hear "
+        "the changes announced live); the run checks the feed's last resync came after the "
+        "commit, so the changes were re-read, not announced.",
     )
 
 

@@ -30,10 +30,11 @@ connection first asks who serves it (:mod:`~amira_data_access.backends.pooler`):
 on a standby, or behind a transaction-mode pooler, the feed stops with a
 :class:`~amira_data_access.errors.ChangeFeedUnavailableError` that ``watch()``,
 ``subscribe()`` and the cache's ``open()`` raise, instead of reconnecting
-forever (one process opened 135 sessions in 15 s that way). The backoff between
-attempts starts over only once a connection has listened, resynced and heard
-its own heartbeat: a connection that succeeds and then fails at once is still
-a failure.
+forever (one process opened 135 sessions in 15 s that way). After a lost
+connection the first attempt is made at once (the changes committed meanwhile
+wait for it), the next ones after a growing backoff, which starts over only once
+a connection has listened, resynced and heard its own heartbeat: a connection
+that succeeds and then fails at once is still a failure.
 
 The heartbeat: whenever the connection has heard nothing for a while, the
 listener notifies itself on a channel of its own and expects to hear it back.
@@ -78,7 +79,12 @@ LISTENER_NAME = "amira-data-access listener"
 _POLL_SECONDS = 0.5  # how often the listener checks for stop requests and resumed subscriptions
 _PING_AFTER_IDLE = 5.0  # a silent connection sends itself a heartbeat, so a deaf one is noticed
 _HEARTBEAT_TIMEOUT = 5.0  # a heartbeat not heard back by then: notifications do not arrive
-_RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+# The waits before reconnection attempts. The first attempt is at once: a lost
+# connection mostly means a terminated session or a failover, with a server there to
+# answer, and every change committed meanwhile waits for the reconnect. A server that
+# is down refuses it at once too, and the back-off follows; it starts over only after
+# a connection that went live (see _run), so a flapping server is not hammered.
+_RECONNECT_DELAYS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 _PAGE = 1000  # changes read per query (whole revisions): bounded memory after a long outage
 # A half-open TCP connection (partition, failover without a reset) would keep a
 # silent listener "connected" for ~15 min of retransmissions; these end it in ~10 s.
@@ -382,8 +388,7 @@ class ChangeFeed:
                 # The entries that came with the changes; the other held keys re-read in
                 # one query (too large, a type never carried, or changed again since).
                 wanted = self.refresh_keys({change.key for change in page})
-                fresh = {key: carried[key] for key in wanted if key in carried}
-                missing = [key for key in wanted if key not in carried]
+                fresh, missing = _carried_entries(carried, wanted)
                 if missing:
                     fresh.update(_entries(conn, queries, missing))
                 if fresh:
@@ -420,7 +425,9 @@ class ChangeFeed:
             self._on_state(connected)
 
 
-_Page = tuple[list[ConfigChange], dict[str, ConfigEntry | None]]
+# A page of changes, and per key whose value came with them (carried): its row of
+# list_changes_with_values_after, or None when its last change in the page deleted it.
+_Page = tuple[list[ConfigChange], dict[str, tuple[Any, ...] | None]]
 
 
 def _pages_after(
@@ -473,33 +480,73 @@ def _changes(rows: Sequence[tuple[Any, ...]]) -> list[ConfigChange]:
 def _carried_pages_after(
     conn: psycopg.Connection[Any], queries: Any, after: int, until: int | None
 ) -> Iterator[_Page]:
-    """:func:`_pages_after`, with each changed key's entry where it may be carried
-    (:mod:`.carry`): None for a key whose last change in the page deleted it."""
+    """:func:`_pages_after`, with the row of each changed key whose entry came with it
+    (:mod:`.carry`): None for a key whose last change in the page deleted it.
+
+    The entries are built later, only for the keys a cache holds
+    (:func:`_carried_entries`): a page of 1,000 changes may concern none of them.
+    """
+    new = object.__new__
     while True:
-        rows = queries.list_changes_with_values_after(
+        with queries.list_changes_with_values_after_cursor(
             conn,
             after=after,
             until=until,
             limit=_PAGE,
             carried_types=carried_types(),
             max_bytes=MAX_CARRIED_BYTES,
-        )
+        ) as cur:
+            rows = cur.fetchall()
         page: list[ConfigChange] = []
-        carried: dict[str, ConfigEntry | None] = {}
+        append = page.append
+        carried: dict[str, tuple[Any, ...] | None] = {}
         for row in rows:
-            change = ConfigChange(*row[:5])
-            page.append(change)
-            carried.pop(change.key, None)  # only the key's last change in the page counts
-            if change.operation == "delete":
-                carried[change.key] = None
-            elif row[5] is not None and may_carry(row[7], 0):
-                with contextlib.suppress(UnreadableValueError):  # re-read, reported there
-                    carried[change.key] = entry_from_row(row[5:])
+            # ConfigChange(*row[:5]), built as _changes builds it.
+            key, operation = row[0], row[2]
+            change = new(ConfigChange)
+            _SET_KEY(change, key)
+            _SET_VERSION(change, row[1])
+            _SET_OPERATION(change, operation)
+            _SET_CHANGED_BY(change, row[3])
+            _SET_REVISION(change, row[4])
+            append(change)
+            carried.pop(key, None)  # only the key's last change in the page counts
+            if operation == "delete":
+                carried[key] = None
+            elif row[5] is not None:
+                carried[key] = row
         if page:
             yield page, carried
         if len(page) < _PAGE:
             return
         after = page[-1].revision
+
+
+def _carried_entries(
+    carried: dict[str, tuple[Any, ...] | None], wanted: list[str]
+) -> tuple[dict[str, ConfigEntry | None], list[str]]:
+    """The entries of the ``wanted`` keys that came with their changes, and the others.
+
+    Those others (not carried: too large, a type never carried, changed again
+    since, or a value Python cannot decode) are to be re-read by the key.
+    """
+    fresh: dict[str, ConfigEntry | None] = {}
+    missing: list[str] = []
+    for key in wanted:
+        if key not in carried:
+            missing.append(key)
+            continue
+        row = carried[key]
+        if row is None:  # deleted by its last change in the page
+            fresh[key] = None
+        elif may_carry(row[7], 0):
+            try:
+                fresh[key] = entry_from_row(row[5:])
+            except UnreadableValueError:  # re-read, reported there
+                missing.append(key)
+        else:
+            missing.append(key)
+    return fresh, missing
 
 
 def _entries(
