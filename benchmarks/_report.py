@@ -372,6 +372,12 @@ HISTORY = [
     "nobody would see are dropped before structlog runs (33–38 µs CPU per `get`), and the "
     "pool's idle-check timestamp lives on the connection instead of a `WeakKeyDictionary` "
     "(8–14 µs per checkout). The `ladder` comparison above shows what each layer costs now.",
+    "- 2026-12-02: a `get` runs on a connection leased for reads (no pool checkout: ~25 µs "
+    "of CPU per call) and, when no event would be logged, without the operation's per-call "
+    "objects (~30 µs): uncached `get` went from 1.31× to 1.03–1.08× raw psycopg in "
+    "alternating runs. The machine itself got slower between reports (a raw prepared "
+    "`SELECT` costs 131 µs of client CPU here, 77 µs in the previous report): compare "
+    "ratios, not absolute figures, across reports.",
 ]
 
 
