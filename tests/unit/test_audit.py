@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from datetime import timedelta
 
 import pytest
@@ -9,7 +10,6 @@ import pytest
 from amira_data_access import InvalidConfigurationError
 from amira_data_access.audit import ChainHead, row_bytes
 from amira_data_access.cli.audit import parse_age, spell_history_prune
-from amira_data_access.cli.values import UsageError
 
 
 def test_row_bytes_prefix_each_field_with_its_length_in_bytes() -> None:
@@ -37,7 +37,7 @@ def test_a_chain_head_round_trips_and_refuses_garbage() -> None:
 def test_ages() -> None:
     assert parse_age("400d") == timedelta(days=400)
     assert parse_age("12h") == timedelta(hours=12)
-    with pytest.raises(UsageError):
+    with pytest.raises(argparse.ArgumentTypeError):
         parse_age("400")
 
 

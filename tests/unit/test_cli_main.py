@@ -369,3 +369,22 @@ def test_the_script_skips_the_last_collection_at_exit() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.splitlines()[-1] == "frozen True"
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["audit", "prune", "--key", "k", "--versions", "x"], "--versions"),
+        (["history", "prune", "--key", "k", "--versions", "0"], "--versions"),
+        (["audit", "prune", "--older-than", "400"], "--older-than"),
+    ],
+)
+def test_prune_arguments_that_do_not_parse_are_usage_errors(
+    argv: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad --versions or --older-than is argparse's usage error (2) naming the option,
+    not a traceback from inside the parser."""
+    assert main(["--dsn", "host=nowhere", *argv]) == 2
+    err = capsys.readouterr().err
+    assert option in err
+    assert "Traceback" not in err

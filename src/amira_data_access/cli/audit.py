@@ -9,6 +9,7 @@ the same command as ``audit prune``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -29,7 +30,9 @@ def parse_age(text: str) -> timedelta:
     """``400d``, ``12h`` or ``30m`` as a timedelta (argparse type)."""
     matched = _AGE.match(text.strip())
     if matched is None:
-        raise UsageError(f"not an age: {text!r} (e.g. 400d, 12h, 30m)")
+        # argparse turns ArgumentTypeError into its usage error naming the option; any
+        # other exception escapes parse_args as a traceback.
+        raise argparse.ArgumentTypeError(f"not an age: {text!r} (e.g. 400d, 12h, 30m)")
     return timedelta(**{_UNITS[matched.group(2)]: int(matched.group(1))})
 
 
@@ -54,7 +57,7 @@ def _versions(text: str) -> list[int]:
     except ValueError:
         versions = []
     if not versions or min(versions) < 1:
-        raise UsageError(f"not a list of versions: {text!r} (e.g. 3,4)")
+        raise argparse.ArgumentTypeError(f"not a list of versions: {text!r} (e.g. 3,4)")
     return versions
 
 
