@@ -16,6 +16,7 @@ from amira_data_access import ConfigDAL
 
 from ._cases import COMPARISONS, MemoryResult, measure_cache_memory
 from ._context import CaseUnavailableError, Context
+from ._cpus import pin_client, plan_split
 from ._report import Run, machine_facts, render
 from ._scale import SCALE_COMPARISONS
 from ._server import load_keys, remove_keys, target
@@ -139,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     load_before = os.getloadavg()
 
+    # Servers started here get CPUs of their own (benchmarks/_cpus.py); an existing
+    # server's placement is not ours to choose.
+    split = plan_split() if args.dsn is None else None
+    pin_client(split)
     with ExitStack() as run_stack:
         _progress("starting PostgreSQL" if args.dsn is None else "using --dsn")
         server = run_stack.enter_context(target(args.dsn))
@@ -199,6 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{' / '.join(f'{v:.2f}' for v in load_before)} at start, "
             f"{' / '.join(f'{v:.2f}' for v in load)} at end (on 2 cores anything above ~1 is "
             "other work competing with the benchmark: see the min–max spreads)"
+        )
+        facts["CPUs"] = (
+            split.describe()
+            if split is not None
+            else "not pinned (an existing server, or fewer than 2 CPUs): the scheduler places "
+            "client and server, and round trips vary with where it puts them"
         )
         facts["Duration"] = f"{time.monotonic() - started:.0f} s"
 

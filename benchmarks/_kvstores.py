@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ._cpus import servers_started_here
+
 __all__ = ["EtcdClient", "EtcdWatch", "MissingServerError", "etcd_server", "redis_server"]
 
 _START_TIMEOUT_S = 20.0
@@ -67,7 +69,7 @@ def _wait_until(
 @contextlib.contextmanager
 def _process(argv: list[str], folder: Path, what: str, ready: Callable[[], bool]) -> Iterator[None]:
     log = folder / "server.log"
-    with log.open("wb") as out:
+    with log.open("wb") as out, servers_started_here():
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
     try:
         _wait_until(ready, process, log, what)

@@ -15,6 +15,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from amira_data_access._dev.local_postgres import LocalPostgres, PostgresBinaries, find_binaries
 
+from ._cpus import servers_started_here
+
 __all__ = [
     "KEY_PREFIX",
     "Target",
@@ -130,7 +132,9 @@ def target(dsn: str | None) -> Iterator[Target]:
         programs, env = _client_binaries()
         yield Target(dsn, False, "existing server (--dsn)", programs, env)
         return
-    with LocalPostgres(durable=True) as local:
+    with contextlib.ExitStack() as stack:
+        with servers_started_here():  # the postmaster, and so every backend, on their CPUs
+            local = stack.enter_context(LocalPostgres(durable=True))
         with psycopg.connect(local.dsn(), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(CONFIG_DATABASE)))
         yield Target(

@@ -3,8 +3,10 @@ alternates the cases as documented. Never a timing check."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import importlib
+import os
 import re
 import subprocess
 import sys
@@ -117,3 +119,45 @@ def test_async_cases_take_turns_inside_one_event_loop(monkeypatch: pytest.Monkey
         timing.run_comparison(comparison, 2)
     assert "".join(name for name, _ in calls) == "abab" + "baba"
     assert len({loop for _, loop in calls}) == 1
+
+
+def test_cpus_split_in_halves_the_client_taking_the_odd_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    cpus = importlib.import_module("benchmarks._cpus")
+    assert cpus.plan_split({3}) is None  # nothing to split: left to the scheduler
+    two = cpus.plan_split({0, 1})
+    assert (two.client, two.server) == ({0}, {1})
+    five = cpus.plan_split({0, 2, 4, 6, 8})
+    assert (five.client, five.server) == ({0, 2, 4}, {6, 8})
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs 2 CPUs this process may run on, and Linux's affinity calls",
+)
+def test_servers_started_here_run_on_the_server_cpus_and_the_client_stays_on_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the pinning is for: a process started inside servers_started_here (as the
+    postmaster is) runs on the servers' CPUs; what starts afterwards, on the client's."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    cpus = importlib.import_module("benchmarks._cpus")
+    original = os.sched_getaffinity(0)
+    split = cpus.plan_split(original)
+    probe = [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"]
+
+    def child_cpus() -> set[int]:
+        out = subprocess.run(probe, capture_output=True, text=True, check=True).stdout
+        return set(ast.literal_eval(out))
+
+    try:
+        cpus.pin_client(split)
+        with cpus.servers_started_here():
+            assert child_cpus() == split.server
+        assert child_cpus() == split.client
+        assert os.sched_getaffinity(0) == split.client
+    finally:
+        cpus.pin_client(None)
+        os.sched_setaffinity(0, original)
