@@ -25,6 +25,7 @@ import sys
 import time
 from typing import Any
 
+from benchmarks._cpus import pin_client, plan_split
 from benchmarks._server import target
 from benchmarks._timing import (
     Comparison,
@@ -201,6 +202,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--ops", type=int, default=200, help="timed steps per case per round")
     args = parser.parse_args()
+    split = plan_split() if args.dsn is None else None
+    pin_client(split)  # as the main runner does (benchmarks/_cpus.py)
+    if split is not None:
+        print(f"CPUs: {split.describe()}.\n")
     with target(args.dsn) as server:
         from amira_data_access.migrations import migrate
 
