@@ -378,6 +378,15 @@ HISTORY = [
     "alternating runs. The machine itself got slower between reports (a raw prepared "
     "`SELECT` costs 131 µs of client CPU here, 77 µs in the previous report): compare "
     "ratios, not absolute figures, across reports.",
+    "- 2026-12-02, afternoon: the client runs pinned to half the CPUs and the servers "
+    "started here to the other half (benchmarks/_cpus.py). Unpinned, that day's run put "
+    "uncached `get` at 0.50× raw psycopg (0.46–2.57): a backend shared the client's core "
+    "in some rounds only. The machine was then far faster at Python than in the morning "
+    "(`dict.get` ~23 M/s against 2.8 M/s; a raw prepared `SELECT` ~61 µs of client CPU "
+    "against 131): the morning's report missed the absolute targets (cached `get` 1.65 / "
+    "0.63 M/s, `snapshot_at` 505 ms, catch-up of 100 k changes 687 ms, `amira-config get` "
+    "0.49 s, +18.2 µs CPU per uncached `get`) that the afternoon's meets, with the same "
+    "code. On a machine as slow as the morning's they would be missed again.",
 ]
 
 
