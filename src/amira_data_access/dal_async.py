@@ -1266,10 +1266,12 @@ class AsyncConfigDAL(_Store):
                 raise DatabaseConnectionError("this AsyncConfigDAL is closed")
             if self._feed is None:
                 settings = self._listen_settings or self._settings
+                same_server = settings is self._settings
                 feed = listener_feed(
                     settings.conninfo,
                     settings.connect_kwargs,
-                    on_disconnect=self._reachability.failed if settings is self._settings else None,
+                    on_disconnect=self._reachability.failed if same_server else None,
+                    on_connect=self._reachability.answered if same_server else None,
                 )
                 self._reachability.on_recovered(feed.wake)
                 if self._read_pool is not None:

@@ -143,3 +143,38 @@ def plain_dbname(dsn: str) -> str:
     from psycopg.conninfo import conninfo_to_dict
 
     return str(conninfo_to_dict(dsn)["dbname"])
+
+
+def test_a_change_the_feed_hands_out_after_an_outage_can_be_read_at_once(
+    restartable: Any, dsn: str
+) -> None:
+    """The feed reconnecting is the database answering: a read made on hearing the first
+    change after an outage gets the value, instead of "unreachable" until the outage
+    probe's next try (found by `amira-config watch`, which showed such a change without
+    its value). The probe is slowed to 30 s here so that only the feed can say it is back."""
+    local = restartable.local
+    heard: list[tuple[int, object]] = []
+    with ConfigDAL(dsn, connect_timeout=10) as dal:
+        dal.set("o.k", 1, updated_by="t")
+        dal._reachability._probe_interval = 30.0
+
+        def on_change(change: Any) -> None:
+            try:
+                heard.append((change.version, dal.get("o.k")))
+            except DatabaseConnectionError as exc:
+                heard.append((change.version, exc))
+
+        subscription = dal.subscribe(on_change, "o.")
+        try:
+            local.stop()
+            try:
+                _raises_within(lambda: dal.get("o.k"), DatabaseConnectionError)
+                assert dal._reachability.down_since is not None  # marked down
+            finally:
+                local.start()
+            with ConfigDAL(restartable.dsn(plain_dbname(dsn))) as writer:
+                writer.set("o.k", 2, updated_by="after")
+            _eventually(lambda: bool(heard), BACK_WITHIN)
+        finally:
+            subscription.close()
+    assert heard[0] == (2, 2), heard

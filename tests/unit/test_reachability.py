@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import psycopg.errors
 import psycopg_pool
@@ -67,4 +69,36 @@ def test_a_failure_that_is_not_a_lost_connection_does_not_probe() -> None:
     state.failed(psycopg.OperationalError("server closed the connection unexpectedly"))
     assert probed == [True]
     assert state.down_since is not None
+    state.close()
+
+
+def test_a_session_opened_elsewhere_ends_the_outage_at_once_and_once() -> None:
+    """answered() (the change feed connected) marks the database up without waiting for
+    the probe, runs the recovery callbacks once, and the probe of that outage stops; a
+    later outage is probed again."""
+    state = Reachability("host=127.0.0.1 port=1", {}, (), probe_interval=0.05)
+    probes: list[bool] = []
+    state._probe = lambda: probes.append(True) or False  # type: ignore[method-assign]
+    recovered: list[str] = []
+    state.on_recovered(lambda: recovered.append("up"))
+    state.answered()  # up already: nothing to do
+    assert recovered == []
+    lost = psycopg.OperationalError("server closed the connection unexpectedly")
+    state.failed(lost)
+    assert state.down_since is not None
+    first_prober = state._prober
+    assert first_prober is not None
+    state.answered()
+    assert state.down_since is None
+    state.check()  # no longer fails at once
+    assert recovered == ["up"]
+    first_prober.join(timeout=5)
+    assert not first_prober.is_alive()  # this outage's probe stopped
+    state.answered()
+    assert recovered == ["up"]  # recovered once
+    state.failed(lost)  # a new outage: probed in the background again
+    assert state.down_since is not None
+    probes.clear()
+    time.sleep(0.3)
+    assert probes, "the new outage is not being probed"
     state.close()

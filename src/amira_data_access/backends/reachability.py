@@ -126,6 +126,17 @@ class Reachability:
             )
             self._prober.start()
 
+    def answered(self) -> None:
+        """A new session to this server just succeeded elsewhere (the change feed's): if
+        the database was marked down, it is up again now, as if the probe had connected.
+
+        Without it, what the feed hands out right after reconnecting (a change made
+        during the outage, say) could not be read back until the probe's next try: a
+        read on hearing the change failed with "unreachable" for up to ``probe_interval``.
+        """
+        if self._down_since is not None:
+            self._mark_up()
+
     def close(self) -> None:
         """Stop probing."""
         self._stopped.set()
@@ -144,21 +155,27 @@ class Reachability:
         return True
 
     def _probe_until_up(self) -> None:
-        while not self._stopped.wait(self._probe_interval):
-            if not self._probe():
-                continue
-            with self._lock:
-                since = self._down_since or time.time()
-                self._down_since = None
-                callbacks = list(self._on_recovered)
-            get_logger().info(
-                "config.database", outcome="reachable", down_seconds=round(time.time() - since, 3)
-            )
-            for callback in callbacks:
-                try:
-                    callback()
-                except Exception as exc:  # a recovery step must not stop the others
-                    get_logger().error(
-                        "config.database", outcome="recovery_failed", error=repr(exc)
-                    )
-            return
+        outage = self._down_since
+        # Until this outage ends: by this probe, or by answered() (then the next outage,
+        # if one began meanwhile, has a prober of its own).
+        while not self._stopped.wait(self._probe_interval) and self._down_since == outage:
+            if self._probe():
+                self._mark_up()
+                return
+
+    def _mark_up(self) -> None:
+        """The outage is over: log it once and run the recovery callbacks (on this thread)."""
+        with self._lock:
+            since = self._down_since
+            if since is None:  # the probe and answered() both saw it: recovered once
+                return
+            self._down_since = None
+            callbacks = list(self._on_recovered)
+        get_logger().info(
+            "config.database", outcome="reachable", down_seconds=round(time.time() - since, 3)
+        )
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception as exc:  # a recovery step must not stop the others
+                get_logger().error("config.database", outcome="recovery_failed", error=repr(exc))

@@ -102,12 +102,14 @@ def listener_feed(
     connect_kwargs: dict[str, Any],
     *,
     on_disconnect: Callable[[BaseException], None] | None = None,
+    on_connect: Callable[[], None] | None = None,
 ) -> ChangeFeed:
     """A feed whose connection names itself, so operators can tell it from pool sessions."""
     return ChangeFeed(
         conninfo,
         {**connect_kwargs, **_LIVENESS, "application_name": LISTENER_NAME},
         on_disconnect=on_disconnect,
+        on_connect=on_connect,
     )
 
 
@@ -120,8 +122,10 @@ class ChangeFeed:
 
     ``on_state`` is called with True when the feed has (re)connected and caught
     up, and with False when it lost its connection; ``on_disconnect`` with the
-    error each time a connection fails (the DAL's outage state probes then), and
-    :meth:`wake` ends a wait between reconnection attempts (the database is back).
+    error each time a connection fails (the DAL's outage state probes then),
+    ``on_connect`` each time a connection succeeds, before anything is read on it
+    (the server answers: the outage state ends now), and :meth:`wake` ends a wait
+    between reconnection attempts (the database is back).
     """
 
     def __init__(
@@ -131,11 +135,13 @@ class ChangeFeed:
         *,
         on_state: Callable[[bool], None] | None = None,
         on_disconnect: Callable[[BaseException], None] | None = None,
+        on_connect: Callable[[], None] | None = None,
     ) -> None:
         self._conninfo = conninfo
         self._connect_kwargs = {**connect_kwargs, "autocommit": True}
         self._on_state = on_state
         self._on_disconnect = on_disconnect
+        self._on_connect = on_connect
         self._wake = threading.Event()
         self._subscribers = Subscribers()
         self._resuming: list[Subscription] = []  # since_revision: replayed by the thread first
@@ -253,6 +259,10 @@ class ChangeFeed:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._conninfo, **self._connect_kwargs) as conn:
+                    if self._on_connect is not None:
+                        # Before the first change is handed out: whoever reads on
+                        # hearing it must find the database up.
+                        self._on_connect()
                     self._listen(conn)
             except ChangeFeedUnavailableError as exc:
                 self._refuse(exc)
