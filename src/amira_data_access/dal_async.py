@@ -676,7 +676,8 @@ class _ReadLease:
     next use), after ``_LEASE_SECONDS``, when a read on it fails (the pool discards
     a broken one) and on close. Only for pools that keep connections anyway
     (``min_size`` >= 1, so that ``max_idle`` still closes everything idle when 0)
-    and have one to spare (``max_size`` >= 2).
+    and keep at least two for reads (``max_size`` >= 8: writes may hold all but a
+    quarter of the pool, see ``backends.postgres.write_slots``).
     """
 
     __slots__ = (
@@ -888,8 +889,12 @@ class AsyncConfigDAL(_Store):
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             **settings.pool_kwargs, check=_IdleConnectionCheck(check_after_idle, self._reachability)
         )
+        # Only where reads keep two connections or more: the lease holds one even while
+        # idle, and with a single one kept for reads, writers blocked on a lock would
+        # leave a second concurrent read (or health()) nothing to run on.
+        kept_for_reads = max_size - write_slots(max_size)
         self._lease = _ReadLease(
-            self._pool, idle_seconds=check_after_idle, enabled=min_size >= 1 and max_size >= 2
+            self._pool, idle_seconds=check_after_idle, enabled=min_size >= 1 and kept_for_reads >= 2
         )
         # Reads from a replica (read_dsn): its own pool and outage state, so a replica
         # that is down or behind only sends reads back to the primary.
@@ -963,9 +968,12 @@ class AsyncConfigDAL(_Store):
             cursor = await conn.execute(self._get_value_sql, {"key": key})
             row = await cursor.fetchone()
         except BACKEND_ERRORS as exc:
+            if isinstance(exc, psycopg.Error):
+                # Before it goes back: the pool may close it (past max_lifetime, or
+                # closing), and a closed connection's info raises.
+                note_refused_login(exc, conn.info.user)
             await self._lease.lost(conn)
             if isinstance(exc, psycopg.Error):
-                note_refused_login(exc, conn.info.user)
                 await in_thread(self._reachability.failed, exc)
             # Retried, translated and logged as when the operation sent it itself.
             return await self._drive(ops.get(self._context, key, default), exc)

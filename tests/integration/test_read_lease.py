@@ -14,11 +14,18 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
 
-from amira_data_access import AsyncConfigDAL, ConfigDAL, DatabaseConnectionError
+from amira_data_access import (
+    AsyncConfigDAL,
+    ConfigDAL,
+    DatabaseConnectionError,
+    DatabaseTimeoutError,
+    Timeouts,
+)
 from amira_data_access.core.retry import RetryPolicy
 
 APP = "amira-lease-test"
@@ -52,7 +59,7 @@ def _terminate(dsn: str, pids: list[int]) -> None:
 
 @pytest.fixture
 def lease_dal(dsn: str) -> Iterator[ConfigDAL]:
-    with ConfigDAL(dsn, max_size=4, application_name=APP) as store:
+    with ConfigDAL(dsn, max_size=8, application_name=APP) as store:
         store.set("lease.a", "one", updated_by="test")
         store.set("lease.b", {"n": 2}, updated_by="test")
         yield store
@@ -86,18 +93,26 @@ def test_writes_never_use_the_lease(lease_dal: ConfigDAL) -> None:
     assert lease_dal.get("lease.a") == "two"  # and the lease reads what it committed
 
 
-def test_min_size_zero_keeps_no_connection(dsn: str) -> None:
-    with ConfigDAL(dsn, min_size=0, max_size=4, application_name=APP) as dal:
+@pytest.mark.parametrize(
+    "pool",
+    [
+        {"min_size": 0, "max_size": 8},  # max_idle may shrink the pool: keep nothing
+        {"min_size": 1, "max_size": 7},  # one connection kept for reads: never the lease's
+    ],
+)
+def test_no_lease_without_connections_to_spare(dsn: str, pool: dict[str, int]) -> None:
+    with ConfigDAL(dsn, **pool, application_name=APP) as dal:
         dal.set("lease.a", "one", updated_by="test")
         dal.get("lease.a")
         before = _checkouts(dal)
         dal.get("lease.a")
         dal.get("lease.a")
-        assert _checkouts(dal) == before + 2  # each from the pool, which max_idle may shrink
+        assert _checkouts(dal) == before + 2  # each from the pool
+        assert dal._lease.held == 0
 
 
 def test_a_lease_idle_for_check_after_idle_goes_back_to_the_pool(dsn: str) -> None:
-    with ConfigDAL(dsn, max_size=4, check_after_idle=0.2, application_name=APP) as dal:
+    with ConfigDAL(dsn, max_size=8, check_after_idle=0.2, application_name=APP) as dal:
         dal.set("lease.a", "one", updated_by="test")
         dal.get("lease.a")
         dal.get("lease.a")
@@ -129,7 +144,7 @@ def test_a_failed_fast_get_is_retried_and_logged_as_a_retry(
 
 
 def test_without_retries_the_failure_is_reported_translated(dsn: str) -> None:
-    with ConfigDAL(dsn, max_size=4, application_name=APP, retry=RetryPolicy(attempts=1)) as dal:
+    with ConfigDAL(dsn, max_size=8, application_name=APP, retry=RetryPolicy(attempts=1)) as dal:
         dal.set("lease.a", "one", updated_by="test")
         dal.get("lease.a")
         _terminate(dsn, [_leased_pid(dal)])
@@ -148,7 +163,7 @@ def test_debug_logging_still_gets_its_event(
 
 
 def test_close_leaves_no_session_open(dsn: str) -> None:
-    dal = ConfigDAL(dsn, max_size=4, application_name=APP)
+    dal = ConfigDAL(dsn, max_size=8, application_name=APP)
     dal.set("lease.a", "one", updated_by="test")
     dal.get("lease.a")
     assert dal._lease.held == 1
@@ -183,7 +198,7 @@ def test_threads_share_the_lease_and_the_pool(lease_dal: ConfigDAL) -> None:
 
 def test_async_get_uses_the_lease_and_survives_cancellation(dsn: str) -> None:
     async def scenario() -> None:
-        async with AsyncConfigDAL(dsn, max_size=4, application_name=APP) as dal:
+        async with AsyncConfigDAL(dsn, max_size=8, application_name=APP) as dal:
             await dal.set("lease.a", "one", updated_by="test")
             await dal.get("lease.a")
             before = _checkouts(dal)
@@ -196,6 +211,36 @@ def test_async_get_uses_the_lease_and_survives_cancellation(dsn: str) -> None:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+            # Cancelled on the leased connection: that one went back to the pool (which
+            # checks it) and the lease is free, not held by a call that will never end.
+            assert not dal._lease._lock.locked()
+            assert await dal.get("lease.a") == "one"  # from the pool, then leased again
+            assert dal._lease.held == 1
+            before = _checkouts(dal)
             assert await dal.get("lease.a") == "one"
+            assert _checkouts(dal) == before
 
     asyncio.run(scenario())
+
+
+def test_a_failed_fast_get_whose_connection_the_pool_closes_is_still_ours(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool may close what it gets back (past max_lifetime, or closing): the failed
+    connection is asked who its login was before it goes back, not after (a closed
+    connection's info raises, and that raw psycopg error replaced our timeout)."""
+    with ConfigDAL(dsn, max_size=8, timeouts=Timeouts(statement=0.3), application_name=APP) as dal:
+        dal.set("lease.a", "one", updated_by="test")
+        dal.get("lease.a")
+        assert dal._lease.held == 1
+        put_back = dal.pool.putconn
+
+        def closing_putconn(conn: psycopg.Connection[Any]) -> None:
+            conn.close()  # as the pool does to a connection past its max_lifetime
+            put_back(conn)
+
+        monkeypatch.setattr(dal.pool, "putconn", closing_putconn)
+        with psycopg.connect(dsn) as locker:  # the get waits, and its statement times out
+            locker.execute("LOCK TABLE amira_config.configurations IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(DatabaseTimeoutError, match=r"config\.get"):
+                dal.get("lease.a")

@@ -7,6 +7,7 @@ filled the pool, reads of unrelated keys failed after 5 s ("pool exhausted").
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -105,3 +106,47 @@ def test_the_dsn_can_still_choose_its_own_settings(dsn: str) -> None:
         statement = tx.connection.execute("SHOW statement_timeout").fetchone()
         assert statement is not None
         assert statement[0] == "10s"
+
+
+def test_concurrent_reads_and_health_go_on_while_writers_fill_a_small_pool(dsn: str) -> None:
+    """With a pool of 4, one connection is kept for reads: several readers at once share
+    it, and health() answers, while writers blocked on a held lock hold the other three.
+    (Found in review: the read lease kept that one connection for itself even when idle,
+    so a second reader waited for a writer's lock timeout instead of a millisecond.)"""
+    with ConfigDAL(dsn, max_size=4, timeouts=Timeouts(lock=3.0)) as dal:
+        dal.set_many({"locked": 0, "other": "free"}, updated_by="t")
+        read_seconds: list[float] = []
+        failures: list[BaseException] = []
+
+        def write() -> None:
+            with contextlib.suppress(ConfigurationAccessError):
+                dal.set("locked", 1, updated_by="writer")
+
+        def read_for(seconds: float) -> None:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                try:
+                    assert dal.get("other") == "free"
+                except BaseException as exc:
+                    failures.append(exc)
+                    return
+                read_seconds.append(time.monotonic() - started)
+
+        with held_row_lock(dsn, "locked"):
+            writers = [threading.Thread(target=write) for _ in range(8)]
+            for writer in writers:
+                writer.start()
+            time.sleep(0.3)  # the writers hold their connections, waiting for the lock
+            readers = [threading.Thread(target=read_for, args=(1.5,)) for _ in range(3)]
+            for reader in readers:
+                reader.start()
+            started = time.monotonic()
+            health = dal.health()
+            health_seconds = time.monotonic() - started
+            for thread in (*readers, *writers):
+                thread.join(timeout=HOLD_SECONDS)
+        assert not failures, failures
+        assert health.reachable, health.error
+        assert health_seconds < 1.0, f"health() waited {health_seconds:.2f} s for a connection"
+        assert max(read_seconds) < 1.0, f"a read waited {max(read_seconds):.2f} s for a connection"
