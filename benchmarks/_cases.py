@@ -148,8 +148,9 @@ def get_ladder(ctx: Context) -> Comparison:
         ("ladder.dal", "`ConfigDAL.get(key)`: its leased connection, validation, log check, "
          "decode (named SQL sent as in the cursor rung)", lambda: get(next(streams[4])),
          "ladder.cursor"),
-        ("ladder.general", "the same `get` on its general path (a log level on, or the lease "
-         "busy): + operation, statement, retry loop", lambda: general(next(streams[5])),
+        ("ladder.general", "the same `get` on its general path (as with a log level on; one "
+         "that finds the lease busy also pays rung 4's checkout): + operation, statement, "
+         "retry loop", lambda: general(next(streams[5])),
          "ladder.dal"),
     ]  # fmt: skip
     contenders = [

@@ -74,8 +74,9 @@ SELECT key, value, data_type
 -- values is {key: value}; typed is {key: data_type} of the keys whose data_type
 -- codec.decode_value does not return unchanged (NULL: none). One JSON document per
 -- 250 keys instead of a row per key: the client decodes 100 k keys in 400 json.loads
--- calls instead of 100 k rows of Python objects (and a value is at most 1 MB: a
--- chunk stays far below the 1 GB a text can hold).
+-- calls instead of 100 k rows of Python objects. A chunk stays far below the 1 GB a
+-- text can hold: values written since migration 0007 are at most 1 MB (its NOT VALID
+-- check), and 250 older ones would have to average 4 MB to reach it.
 WITH changed AS MATERIALIZED (
     SELECT DISTINCT h.key
       FROM amira_config.configuration_history AS h

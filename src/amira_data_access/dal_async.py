@@ -667,8 +667,9 @@ class _ReadLease:
     """One pooled connection kept checked out for reads, used by one call at a time.
 
     A read that finds it free runs on it and skips the pool's ``getconn``/``putconn``:
-    ~25 µs of CPU per call with caches as cold as between round trips (measured;
-    the lease costs ~2.5 µs). A read that finds it busy uses the pool, and a
+    ~17 µs of CPU per call in the benchmark's get ladder (and ~25 µs on a slower day
+    of the same machine; the lease itself costs ~2.5 µs). A read that finds it busy
+    uses the pool, and a
     successful pooled read leases its connection when there is none.
 
     The pool's promises still hold: the connection goes back to the pool once it
@@ -942,8 +943,8 @@ class AsyncConfigDAL(_Store):
     async def get(self, key: str, default: Any = UNSET) -> Any:
         """The value of ``key``; when absent, ``default`` if given, else its registered
         default (see :meth:`register_defaults`), else None."""
-        # The hot path: what ops.get does, minus its per-call objects (~30 µs of CPU
-        # per call with caches as cold as between round trips, measured), when no
+        # The hot path: what ops.get does, minus its per-call objects (~9 µs of CPU
+        # per call in the benchmark's get ladder, ~30 µs on a slower day), when no
         # event would be logged and the leased connection is free. Everything else,
         # and anything unusual on the way, goes the operation's way.
         if (
