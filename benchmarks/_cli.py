@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from amira_data_access import ConfigDAL
+from amira_data_access.settings import describe_dsn
 
 from ._cases import COMPARISONS, MemoryResult, measure_cache_memory
 from ._context import CaseUnavailableError, Context
@@ -117,6 +118,19 @@ def _measure(ctx: Context, name: str, setup: Setup, rounds: int) -> ComparisonRe
             return ComparisonResult(comparison, status=_error(exc))
 
 
+def _without_password(argv: list[str], dsn: str | None) -> list[str]:
+    """The command line as the report quotes it: a --dsn by its host, port, database and
+    user (settings.describe_dsn), never its password."""
+    if dsn is None:
+        return argv
+    shown = describe_dsn(dsn)
+    # "--dsn X", "--dsn=X", and argparse's abbreviations ("--ds=X") alike.
+    return [
+        shown if word == dsn else word[: -len(dsn)] + shown if word.endswith(f"={dsn}") else word
+        for word in argv
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks; returns the process exit status."""
     parser = _parser()
@@ -135,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def wanted(name: str) -> bool:
         return (not only or name in only) and name not in skip
 
-    command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
+    given = list(sys.argv[1:] if argv is None else argv)
+    command = shlex.join(["python", "-m", "benchmarks", *_without_password(given, args.dsn)])
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     started = time.monotonic()
     load_before = os.getloadavg()

@@ -94,7 +94,12 @@ def list_paging(ctx: Context) -> Comparison:
         return page
 
     def raw_page() -> object:
-        params = {"prefix": KEY_PREFIX, "after": after["raw"], "limit": 100}
+        params = {
+            "prefix": KEY_PREFIX,
+            "prefix_end": prefix_end(KEY_PREFIX),
+            "after": after["raw"],
+            "limit": 100,
+        }
         rows = conn.execute(statement, params, prepare=True).fetchall()
         after["raw"] = rows[-1][0] if len(rows) == 100 else None
         return rows

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_benchmark_runner_writes_a_results_table(empty_dsn: str, tmp_path: Path) -> None:
-    """`python -m benchmarks --quick` migrates an empty database, measures, and writes Markdown.
+    """`python -m benchmarks --quick --scale` migrates an empty database, measures, and writes
+    Markdown.
 
     Structure only: every comparison either ran (a table with ratios to its anchor)
     or says why it was skipped; none failed. Never a timing.
@@ -32,6 +34,7 @@ def test_benchmark_runner_writes_a_results_table(empty_dsn: str, tmp_path: Path)
             "benchmarks",
             "--quick",
             "--rounds=1",
+            "--scale",  # tiny sizes with --quick: its cases run too, and must not fail
             f"--dsn={empty_dsn}",
             f"--output={output}",
         ],
@@ -53,11 +56,17 @@ def test_benchmark_runner_writes_a_results_table(empty_dsn: str, tmp_path: Path)
     # The headline case ran against its anchor, measured in the same run.
     assert re.search(r"\| \(2\) \| `ConfigDAL\.get` \| .* vs \(1\) \|", report)
     assert "### Cache memory per key" in report
+    assert "### `list` paging through" in report  # the scaling section ran
     assert "**Load average (1 / 5 / 15 min)**" in report
     # A comparison may be skipped (no redis-server here), with its reason; none may fail.
     assert "Not measured: error" not in report, report
     assert "| error:" not in report, report
     assert report in result.stdout  # the same report is printed
+    # The command line is quoted in the report, the DSN by its host and database only.
+    password = conninfo_to_dict(empty_dsn).get("password")
+    assert password, "the test server's DSN carries a password: the check below needs one"
+    assert str(password) not in report
+    assert str(password) not in result.stdout + result.stderr
 
 
 def _timing_module(monkeypatch: pytest.MonkeyPatch) -> Any:
