@@ -65,9 +65,11 @@ async def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> N
 
 
 def _in_use(dal: AsyncConfigDAL) -> int:
-    """Connections checked out of the pool by a call (not the idle one leased for reads)."""
+    """Connections checked out of the pool by a call: the one leased for reads counts
+    only while a call holds it (a call it never came back from leaks it too)."""
     stats = dal.pool.get_stats()
-    return stats["pool_size"] - stats["pool_available"] - dal._lease.held
+    idle_lease = dal._lease.held and not dal._lease._lock.locked()
+    return stats["pool_size"] - stats["pool_available"] - int(idle_lease)
 
 
 async def _cancel_mid_statement(dsn: str, dal: AsyncConfigDAL, write: Awaitable[Any]) -> float:

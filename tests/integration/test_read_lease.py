@@ -244,3 +244,33 @@ def test_a_failed_fast_get_whose_connection_the_pool_closes_is_still_ours(
             locker.execute("LOCK TABLE amira_config.configurations IN ACCESS EXCLUSIVE MODE")
             with pytest.raises(DatabaseTimeoutError, match=r"config\.get"):
                 dal.get("lease.a")
+
+
+def test_a_plain_get_skips_the_operation_and_anything_unusual_runs_it(
+    lease_dal: ConfigDAL, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fast path is taken (no operation built) for a plain get with nothing to log;
+    a str subclass as key, or a debug level, goes the operation's way."""
+    from amira_data_access.core import operations
+
+    built: list[object] = []
+    real_get = operations.get
+
+    def counting_get(*args: Any, **kwargs: Any) -> Any:
+        built.append(args[1])
+        return real_get(*args, **kwargs)
+
+    monkeypatch.setattr(operations, "get", counting_get)
+    lease_dal.get("lease.a")  # leased from here on
+    built.clear()
+    assert lease_dal.get("lease.a") == "one"
+    assert built == []
+
+    class Key(str):
+        pass
+
+    assert lease_dal.get(Key("lease.a")) == "one"
+    assert len(built) == 1
+    with caplog.at_level(logging.DEBUG, logger="amira_data_access"):
+        assert lease_dal.get("lease.a") == "one"
+    assert len(built) == 2
