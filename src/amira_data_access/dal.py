@@ -661,10 +661,10 @@ class _ReadLease:
     """One pooled connection kept checked out for reads, used by one call at a time.
 
     A read that finds it free runs on it and skips the pool's ``getconn``/``putconn``:
-    ~17 µs of CPU per call in the benchmark's get ladder (and ~25 µs on a slower day
+    ~17-23 µs of CPU per call in the benchmark's get ladder (~25 µs on a slower day
     of the same machine; the lease itself costs ~2.5 µs). A read that finds it busy
-    uses the pool, and a
-    successful pooled read leases its connection when there is none.
+    uses the pool, and a successful pooled read leases its connection when there is
+    none.
 
     The pool's promises still hold: the connection goes back to the pool once it
     sat idle ``idle_seconds`` (``check_after_idle``: the pool pings it before its
@@ -933,7 +933,7 @@ class ConfigDAL(_Store):
     def get(self, key: str, default: Any = UNSET) -> Any:
         """The value of ``key``; when absent, ``default`` if given, else its registered
         default (see :meth:`register_defaults`), else None."""
-        # The hot path: what ops.get does, minus its per-call objects (~9 µs of CPU
+        # The hot path: what ops.get does, minus its per-call objects (~9-10 µs of CPU
         # per call in the benchmark's get ladder, ~30 µs on a slower day), when no
         # event would be logged and the leased connection is free. Everything else,
         # and anything unusual on the way, goes the operation's way.
