@@ -122,7 +122,10 @@ class Reachability:
             self._reason = scrub(first_line(exc), self._secrets)
             get_logger().warning("config.database", outcome="unreachable", error=self._reason)
             self._prober = threading.Thread(
-                target=self._probe_until_up, name="amira-config-probe", daemon=True
+                target=self._probe_until_up,
+                args=(self._down_since,),  # which outage it probes for
+                name="amira-config-probe",
+                daemon=True,
             )
             self._prober.start()
 
@@ -154,8 +157,7 @@ class Reachability:
             return bool(_SERVER_ANSWERED.search(message)) and not _NOT_SERVING.search(message)
         return True
 
-    def _probe_until_up(self) -> None:
-        outage = self._down_since
+    def _probe_until_up(self, outage: float) -> None:
         # Until this outage ends: by this probe, or by answered() (then the next outage,
         # if one began meanwhile, has a prober of its own).
         while not self._stopped.wait(self._probe_interval) and self._down_since == outage:
