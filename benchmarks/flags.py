@@ -69,9 +69,11 @@ def evaluation(dsn: str, ops: int) -> Comparison:
     """evaluate() from the cache, the pure evaluator, and a dict lookup (anchor)."""
     from amira_data_access import CachedConfigDAL
     from amira_data_access.flags import compile_flag
+    from benchmarks._cases import wait_for_feed
 
     store = CachedConfigDAL(dsn, max_size=2)
     store.open()
+    wait_for_feed(store)
     store.set(FLAG, flag_document(), data_type="flag", updated_by="benchmarks")
     compiled = compile_flag(FLAG, flag_document())
     users = itertools.cycle(

@@ -201,6 +201,7 @@ def test_a_transaction_drops_the_keys_it_wrote(dsn: str) -> None:
     """After a transaction of the cached DAL, its keys are read again at once, without
     waiting for the change feed (here the change is never announced at all)."""
     with CachedConfigDAL(dsn) as cache:
+        assert cache._change_feed().wait_connected(30.0)  # until then reads go to the server
         cache.set("t.k", "before", updated_by="t")
         assert cache.get("t.k") == "before"
         with _unannounced(dsn) as quiet:

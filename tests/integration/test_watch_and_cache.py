@@ -48,6 +48,8 @@ def _set_in_other_process(dsn: str, key: str, value: int) -> None:
 def cached(dsn: str) -> Iterator[CachedConfigDAL]:
     """An open CachedConfigDAL whose feed is connected."""
     with CachedConfigDAL(dsn, max_size=4) as store:
+        # open() waits only so long for the feed: on a loaded machine it can come later.
+        assert store._change_feed().wait_connected(DEADLINE)
         yield store
 
 

@@ -31,7 +31,7 @@ from amira_data_access.feed.carry import MAX_CARRIED_BYTES
 from amira_data_access.feed.listener import LISTENER_NAME
 from conftest import TestServer
 
-from .conftest import connections_refused, eventually, report, scaled
+from .conftest import DEADLINE, connections_refused, eventually, report, scaled
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -44,6 +44,8 @@ CHILD = textwrap.dedent(
 
     dsn = sys.argv[1]
     with CachedConfigDAL(dsn, max_size=2, max_idle=1.0) as cache:
+        # Warmed once the feed listens: its first sync empties what was filled before.
+        assert cache._change_feed().wait_connected(60)
         cache.get("fleet.key")
         def heard(change):
             value = cache._cache.value(change.key)  # what a get() would answer: memory
@@ -156,18 +158,24 @@ def test_changes_carry_small_values_and_reread_once_per_change_set(
     monkeypatch.setattr(listener, "_entries", counted)
     big = "x" * (MAX_CARRIED_BYTES + 1)
     keys = [f"carry.big.{n}" for n in range(5)]
-    with CachedConfigDAL(dsn, max_size=1) as cache, ConfigDAL(dsn, max_size=1) as other:
+    with ConfigDAL(dsn, max_size=1) as other:
+        # Written before the cache's feed first listens, so that no announcement of them
+        # races the fills below and voids one (the cache would hold nothing to refresh).
         other.set("carry.small", 1, updated_by="other")
         other.set_many(dict.fromkeys(keys, "old"), updated_by="other")
-        assert cache.get("carry.small") == 1
-        assert cache.get_many(keys) == dict.fromkeys(keys, "old")
-        heard: list[int] = []
-        with cache.subscribe(lambda change: heard.append(change.revision), "carry."):
-            other.set("carry.small", 2, updated_by="other")
-            eventually(lambda: len(heard) == 1, "the small change")
-            assert cache._cache.value("carry.small") == 2  # in memory, not re-read
-            assert rereads == []
-            other.set_many(dict.fromkeys(keys, big), updated_by="other")
-            eventually(lambda: len(heard) == 1 + len(keys), "the big change set")
-        assert rereads == [sorted(keys)]  # one query for the whole change set
-        assert all(cache._cache.value(key) == big for key in keys)
+        with CachedConfigDAL(dsn, max_size=1) as cache:
+            # open() waits only so long for the feed, and its first sync empties the
+            # cache: fill after it (CI once saw these races on a loaded machine).
+            assert cache._change_feed().wait_connected(DEADLINE)
+            assert cache.get("carry.small") == 1
+            assert cache.get_many(keys) == dict.fromkeys(keys, "old")
+            heard: list[int] = []
+            with cache.subscribe(lambda change: heard.append(change.revision), "carry."):
+                other.set("carry.small", 2, updated_by="other")
+                eventually(lambda: len(heard) == 1, "the small change")
+                assert cache._cache.value("carry.small") == 2  # in memory, not re-read
+                assert rereads == []
+                other.set_many(dict.fromkeys(keys, big), updated_by="other")
+                eventually(lambda: len(heard) == 1 + len(keys), "the big change set")
+            assert rereads == [sorted(keys)]  # one query for the whole change set
+            assert all(cache._cache.value(key) == big for key in keys)

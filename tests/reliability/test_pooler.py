@@ -30,7 +30,7 @@ from amira_data_access import (
 )
 from conftest import TestServer
 
-from .conftest import eventually, report, scaled
+from .conftest import DEADLINE, eventually, report, scaled
 from .scale_servers import pgbouncer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -199,6 +199,7 @@ def test_feed_through_session_mode_and_listen_dsn(pg_server: TestServer, dsn: st
         pgbouncer(pg_server, "transaction") as bouncer,
         CachedConfigDAL(bouncer.dsn(dsn), max_size=2, listen_dsn=dsn) as cache,
     ):
+        assert cache._change_feed().wait_connected(DEADLINE)  # open() waits only 5 s
         assert cache.get("pool.fresh") is None
         with ConfigDAL(dsn, max_size=1) as writer:
             writer.set("pool.fresh", "new", updated_by="other")
