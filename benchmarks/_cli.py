@@ -124,11 +124,15 @@ def _without_password(argv: list[str], dsn: str | None) -> list[str]:
     if dsn is None:
         return argv
     shown = describe_dsn(dsn)
-    # "--dsn X", "--dsn=X", and argparse's abbreviations ("--ds=X") alike.
-    return [
-        shown if word == dsn else word[: -len(dsn)] + shown if word.endswith(f"={dsn}") else word
-        for word in argv
-    ]
+
+    def quoted(word: str) -> str:
+        if word == dsn:  # "--dsn X"
+            return shown
+        if word.endswith(f"={dsn}"):  # "--dsn=X", and argparse's abbreviations ("--ds=X")
+            return word[: -len(dsn)] + shown
+        return word
+
+    return [quoted(word) for word in argv]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
